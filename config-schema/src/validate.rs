@@ -1,0 +1,348 @@
+//! Rules that span files: references, placement, uniqueness, and the
+//! node-local checks that need node.toml.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::decode::Spanned;
+use crate::diagnostic::{Diagnostics, did_you_mean};
+use crate::model::storage::StorageKind;
+use crate::model::{Config, FileKind};
+use crate::source::Span;
+use crate::types::ResourceName;
+
+pub(crate) fn validate(config: &Config, diags: &mut Diagnostics) {
+    let mut v = Validator { config, diags };
+    v.node_and_cluster();
+    v.workloads();
+    v.storage_nodes();
+    v.unique_vnis();
+    v.unique_macs();
+    v.unique_published_ports();
+}
+
+struct Validator<'a, 'd> {
+    config: &'a Config,
+    diags: &'d mut Diagnostics,
+}
+
+impl<'a> Validator<'a, '_> {
+    fn at(&self, span: Span) -> String {
+        match self.config.sources.get(span.file) {
+            Some(src) => format!("{}:{}", src.path, src.line_col(span.start as usize)),
+            None => "a default".to_string(),
+        }
+    }
+
+    /// Reports every value after the first that repeats an earlier one.
+    fn unique<K: Ord>(
+        &mut self,
+        items: impl IntoIterator<Item = (K, Span)>,
+        describe: impl Fn(&K) -> String,
+    ) {
+        let mut first: BTreeMap<K, Span> = BTreeMap::new();
+        for (key, span) in items {
+            match first.get(&key) {
+                Some(earlier) => {
+                    let hint = format!("first used at {}", self.at(*earlier));
+                    self.diags.error_with_hint(span, describe(&key), hint);
+                }
+                None => {
+                    first.insert(key, span);
+                }
+            }
+        }
+    }
+
+    fn members(&self) -> Option<BTreeSet<&'a ResourceName>> {
+        let cluster = self.config.cluster.as_ref()?;
+        Some(cluster.members.iter().map(|m| &m.name.value).collect())
+    }
+
+    fn node_and_cluster(&mut self) {
+        let config = self.config;
+        if config.node.is_none() && config.cluster.is_none() && !config.files.is_empty() {
+            let hint = "a node needs node.toml with at least `name = \"...\"`".to_string();
+            self.diags
+                .file_error("node.toml", "node.toml is missing", Some(hint));
+        }
+        let Some(cluster) = &config.cluster else {
+            return;
+        };
+        self.unique(
+            cluster.members.iter().map(|m| (&m.name.value, m.name.span)),
+            |n| format!("member `{n}` is listed twice"),
+        );
+        self.unique(
+            cluster
+                .members
+                .iter()
+                .map(|m| (m.address.value, m.address.span)),
+            |a| format!("address {a} is used by two members"),
+        );
+        if let Some(node) = &config.node
+            && cluster.member(&node.name).is_none()
+        {
+            let names = cluster.members.iter().map(|m| m.name.as_str());
+            let hint = did_you_mean(node.name.as_str(), names)
+                .unwrap_or_else(|| "add a [[member]] for this node to cluster/cluster.toml".into());
+            self.diags.error_with_hint(
+                node.name.span,
+                format!(
+                    "node `{}` is not a member of cluster `{}`",
+                    *node.name, *cluster.name
+                ),
+                hint,
+            );
+        }
+    }
+
+    /// Where a VM or container runs; records placement errors.
+    fn placement(
+        &mut self,
+        node: &Option<Spanned<ResourceName>>,
+        file: Span,
+        what: &str,
+    ) -> Option<&'a ResourceName> {
+        let config = self.config;
+        match (self.members(), node) {
+            (Some(members), Some(node)) => {
+                if members.contains(&node.value) {
+                    return members.get(&node.value).copied();
+                }
+                let hint = did_you_mean(node.as_str(), members.iter().map(|m| m.as_str()))
+                    .unwrap_or_else(|| {
+                        format!("members: {}", join(members.iter().map(|m| m.as_str())))
+                    });
+                self.diags.error_with_hint(
+                    node.span,
+                    format!("node `{}` is not a cluster member", **node),
+                    hint,
+                );
+                None
+            }
+            (Some(members), None) => {
+                let hint = format!(
+                    "add `node = \"...\"`; members: {}",
+                    join(members.iter().map(|m| m.as_str()))
+                );
+                self.diags
+                    .error_with_hint(file, format!("{what} needs `node` in a cluster"), hint);
+                None
+            }
+            (None, Some(node)) => match config.node_name() {
+                Some(this) if *this == node.value => Some(this),
+                Some(this) => {
+                    let hint = format!(
+                        "this node is `{this}`; without cluster/cluster.toml there is no other node"
+                    );
+                    self.diags.error_with_hint(
+                        node.span,
+                        format!("node `{}` is unknown", **node),
+                        hint,
+                    );
+                    None
+                }
+                None => None,
+            },
+            (None, None) => config.node_name(),
+        }
+    }
+
+    fn reference(&mut self, kind: FileKind, name: &Spanned<ResourceName>) -> bool {
+        if self.config.has_file(kind, name) {
+            return true;
+        }
+        let dir = kind.directory().unwrap_or_default();
+        let hint = did_you_mean(name.as_str(), self.config.names(kind))
+            .unwrap_or_else(|| format!("create cluster/{dir}/{}.toml", **name));
+        self.diags.error_with_hint(
+            name.span,
+            format!("{} `{}` does not exist", kind.as_str(), **name),
+            hint,
+        );
+        false
+    }
+
+    /// Storage references, checked against the node that will use them.
+    fn storage_ref(&mut self, storage: &Spanned<ResourceName>, node: Option<&ResourceName>) {
+        if !self.reference(FileKind::Storage, storage) {
+            return;
+        }
+        let (Some(def), Some(node)) = (self.config.storage.get(&storage.value), node) else {
+            return;
+        };
+        if !def.available_on(node) {
+            let hint = format!(
+                "storage `{}` is on: {}",
+                **storage,
+                join(def.nodes.iter().map(|n| n.as_str()))
+            );
+            self.diags.error_with_hint(
+                storage.span,
+                format!("storage `{}` is not available on node `{node}`", **storage),
+                hint,
+            );
+            return;
+        }
+        // Pools are node-local facts: only checkable for this node.
+        let Some(this) = &self.config.node else {
+            return;
+        };
+        if *this.name != *node || *def.kind != StorageKind::Zfs {
+            return;
+        }
+        if let Some(dataset) = &def.pool
+            && !this.zfs.pools.iter().any(|p| p.as_str() == dataset.pool())
+        {
+            let msg = format!(
+                "pool `{}` of storage `{}` is not listed in node.toml [zfs] pools",
+                dataset.pool(),
+                **storage
+            );
+            self.diags.error_with_hint(
+                dataset.span,
+                msg,
+                format!(
+                    "add \"{}\" to `pools` under [zfs] in node.toml",
+                    dataset.pool()
+                ),
+            );
+        }
+    }
+
+    fn network_ref(
+        &mut self,
+        network: &Spanned<ResourceName>,
+        node: Option<&ResourceName>,
+        used: &mut BTreeSet<&'a ResourceName>,
+    ) {
+        if !self.reference(FileKind::Network, network) {
+            return;
+        }
+        let this = self.config.node_name();
+        if node.is_some()
+            && node == this
+            && let Some((name, _)) = self.config.networks.get_key_value(&network.value)
+        {
+            used.insert(name);
+        }
+    }
+
+    fn workloads(&mut self) {
+        let config = self.config;
+        let mut networks_here = BTreeSet::new();
+        for (name, vm) in &config.vms {
+            let node = self.placement(&vm.node, vm.span, &format!("VM `{name}`"));
+            for disk in &vm.disks {
+                self.storage_ref(&disk.storage, node);
+                if let Some(source) = &disk.source
+                    && let crate::model::vm::DiskSource::Clone { vm: origin, .. } = &source.value
+                    && !config.has_file(FileKind::Vm, origin)
+                {
+                    self.diags.error(
+                        source.span,
+                        format!("clone source VM `{origin}` does not exist"),
+                    );
+                }
+            }
+            for nic in &vm.nics {
+                self.network_ref(&nic.network, node, &mut networks_here);
+                for group in &nic.firewall {
+                    self.reference(FileKind::Firewall, group);
+                }
+            }
+        }
+        for (name, ct) in &config.containers {
+            let node = self.placement(&ct.node, ct.span, &format!("container `{name}`"));
+            for volume in &ct.volumes {
+                self.storage_ref(&volume.storage, node);
+            }
+            if let Some(network) = &ct.network {
+                self.network_ref(network, node, &mut networks_here);
+            }
+        }
+        self.uplinks(networks_here);
+    }
+
+    /// Every network used on this node must find its uplink in node.toml.
+    fn uplinks(&mut self, used_here: BTreeSet<&'a ResourceName>) {
+        let Some(node) = &self.config.node else {
+            return;
+        };
+        for name in used_here {
+            let Some(network) = self.config.networks.get(name) else {
+                continue;
+            };
+            let Some(uplink) = &network.uplink else {
+                continue;
+            };
+            if !node.uplinks.keys().any(|k| k.value == uplink.value) {
+                let msg = format!(
+                    "uplink `{}` of network `{name}` is not declared on this node",
+                    **uplink
+                );
+                let hint = format!(
+                    "add `{} = \"<interface>\"` under [uplinks] in node.toml",
+                    **uplink
+                );
+                self.diags.error_with_hint(uplink.span, msg, hint);
+            }
+        }
+    }
+
+    fn storage_nodes(&mut self) {
+        let config = self.config;
+        for def in config.storage.values() {
+            for node in &def.nodes {
+                let known = match self.members() {
+                    Some(members) => members.contains(&node.value),
+                    None => config.node_name().is_none_or(|this| *this == node.value),
+                };
+                if !known {
+                    self.diags.error(
+                        node.span,
+                        format!("node `{}` is not a cluster member", **node),
+                    );
+                }
+            }
+        }
+    }
+
+    fn unique_vnis(&mut self) {
+        let vnis = self
+            .config
+            .networks
+            .values()
+            .filter_map(|n| n.vni.as_ref())
+            .map(|v| (v.value, v.span));
+        self.unique(vnis, |vni| format!("VNI {vni} is used by two networks"));
+    }
+
+    fn unique_macs(&mut self) {
+        let config = self.config;
+        let macs = config.vms.iter().flat_map(|(name, vm)| {
+            vm.nics.iter().enumerate().map(move |(index, nic)| {
+                let span = nic.mac.as_ref().map_or(nic.span, |m| m.span);
+                (config.nic_mac(name, index, nic), span)
+            })
+        });
+        self.unique(macs, |mac| format!("MAC address {mac} is used by two NICs"));
+    }
+
+    fn unique_published_ports(&mut self) {
+        let config = self.config;
+        let ports = config.containers.values().flat_map(|ct| {
+            let node = ct.node.as_ref().map(|n| n.value.clone());
+            ct.ports
+                .iter()
+                .map(move |p| ((node.clone(), p.host, p.proto), p.span))
+        });
+        self.unique(ports, |(_, port, proto)| {
+            format!("host port {port}/{proto} is published twice on the same node")
+        });
+    }
+}
+
+fn join<'s>(items: impl Iterator<Item = &'s str>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
