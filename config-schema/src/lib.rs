@@ -9,6 +9,8 @@ pub mod decode;
 pub mod diagnostic;
 pub mod load;
 pub mod model;
+pub mod reference;
+pub mod schema;
 pub mod source;
 pub mod types;
 mod validate;

@@ -1,0 +1,3 @@
+//! Horcrux node daemon and operator CLI.
+
+pub mod cli;
