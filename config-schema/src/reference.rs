@@ -80,6 +80,7 @@ fn table(
             format!("{prefix}.{key}")
         };
         let (ty, sub) = type_of(&resolved, defs);
+        let sub_table = sub.is_some();
         if let Some((array, sub)) = sub {
             let header = if array {
                 format!("[[{dotted}]]")
@@ -89,8 +90,10 @@ fn table(
             queued.push((header, sub));
         }
         let default = match prop.get("default").or_else(|| resolved.get("default")) {
-            Some(v) if !is_empty(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
             _ if required.contains(&key.as_str()) => "required".into(),
+            // A section's defaults are listed in its own table.
+            _ if sub_table => String::new(),
+            Some(v) if !is_empty(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
             _ => String::new(),
         };
         let desc = prop
@@ -126,15 +129,20 @@ fn resolve(schema: &Value, defs: &Map<String, Value>) -> Value {
             .map(|d| resolve(d, defs))
             .unwrap_or(Value::Null);
     }
-    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+    let alternatives = schema.get("anyOf").or_else(|| schema.get("allOf"));
+    if let Some(any) = alternatives.and_then(Value::as_array) {
         let non_null: Vec<&Value> = any
             .iter()
             .filter(|s| s.get("type").and_then(Value::as_str) != Some("null"))
             .collect();
         if let [only] = non_null.as_slice() {
             let mut merged = resolve(only, defs);
-            if let (Some(m), Some(desc)) = (merged.as_object_mut(), schema.get("description")) {
-                m.entry("description").or_insert(desc.clone());
+            if let Some(m) = merged.as_object_mut() {
+                for key in ["description", "default"] {
+                    if let Some(v) = schema.get(key) {
+                        m.insert(key.into(), v.clone());
+                    }
+                }
             }
             return merged;
         }
@@ -163,7 +171,12 @@ fn type_of(schema: &Value, defs: &Map<String, Value>) -> (String, Option<(bool, 
             ("table".into(), Some((false, schema.clone())))
         }
         "object" => {
-            let values = schema.get("additionalProperties").map(|v| resolve(v, defs));
+            let values = schema
+                .get("patternProperties")
+                .and_then(Value::as_object)
+                .and_then(|p| p.values().next())
+                .or_else(|| schema.get("additionalProperties"))
+                .map(|v| resolve(v, defs));
             let inner = values
                 .map(|v| type_of(&v, defs).0)
                 .unwrap_or_else(|| "any".into());
@@ -183,10 +196,42 @@ fn type_of(schema: &Value, defs: &Map<String, Value>) -> (String, Option<(bool, 
             (Some(min), Some(max)) => (format!("integer {min}..={max}"), None),
             _ => ("integer".into(), None),
         },
-        other => (other.to_string(), None),
+        other => {
+            let label = schema.get("title").and_then(Value::as_str).unwrap_or(other);
+            (label.to_string(), None)
+        }
     }
 }
 
 fn one_paragraph(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    /// CI fails when the committed reference no longer matches the types.
+    #[test]
+    fn committed_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config-reference.md");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == super::markdown(),
+            "docs/config-reference.md is stale: run `make docs`"
+        );
+    }
+
+    #[test]
+    fn every_kind_and_key_is_documented() {
+        let md = super::markdown();
+        for needle in [
+            "## `node.toml`",
+            "### `[[disk]]`",
+            "### `[cloud_init]`",
+            "| `vni` |",
+            "| `require_signatures` |",
+            "| `volumes` |",
+        ] {
+            assert!(md.contains(needle), "missing {needle}");
+        }
+    }
 }

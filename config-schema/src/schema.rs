@@ -35,3 +35,56 @@ pub fn file_pattern(kind: FileKind) -> String {
         None => "cluster/cluster.toml".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::{TreeFile, check_files};
+
+    fn path_of(kind: FileKind) -> String {
+        file_pattern(kind).replace("<name>", "x")
+    }
+
+    /// The decoder's list of keys, as it reports them for an unknown key.
+    fn decoder_keys(kind: FileKind) -> BTreeSet<String> {
+        let file = TreeFile {
+            path: path_of(kind),
+            content: Ok(br#""\u0001" = 1"#.to_vec()),
+        };
+        let checked = check_files(vec![file]);
+        let hint = checked
+            .errors
+            .iter()
+            .find(|d| d.message.starts_with("unknown key"))
+            .and_then(|d| d.hint.clone())
+            .unwrap_or_default();
+        let list = hint.strip_prefix("known keys here: ").unwrap_or_default();
+        list.split(", ")
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn schema_and_decoder_know_the_same_keys() {
+        for kind in [FileKind::Node, FileKind::Cluster]
+            .into_iter()
+            .chain(FileKind::RESOURCE_KINDS)
+        {
+            let schema = schema_for(kind).to_value();
+            let props: BTreeSet<String> = schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            assert!(!props.is_empty(), "{kind}: no properties");
+            assert_eq!(
+                decoder_keys(kind),
+                props,
+                "{kind}: decoder and schema disagree"
+            );
+            assert_eq!(schema["additionalProperties"], false, "{kind}");
+        }
+    }
+}

@@ -15,12 +15,15 @@ pub type Port = Bounded<1, 65535>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
+    /// The cluster name; it also seeds derived MAC addresses.
     pub name: Spanned<ResourceName>,
     /// Members (`[[member]]` tables), at least one.
     #[serde(rename = "member")]
     pub members: Vec<Member>,
+    /// Gossip settings.
     #[serde(default)]
     pub gossip: Gossip,
+    /// Which signatures replicated changes need.
     #[serde(default)]
     pub trust: Trust,
 }

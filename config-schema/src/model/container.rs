@@ -19,6 +19,7 @@ use super::firewall::Protocol;
 pub struct Container {
     /// Node the container runs on; same rules as a VM's `node`.
     pub node: Option<Spanned<ResourceName>>,
+    /// Whether the container should be running.
     #[serde(default = "default_state")]
     pub state: Spanned<State>,
     /// OCI image reference, e.g. "docker.io/library/nginx:1.27".
@@ -114,6 +115,7 @@ impl ParseStr for PortMapping {
 }
 crate::types::string_value!(
     PortMapping,
+    "port mapping",
     "\"HOST:CONTAINER\" or \"HOST:CONTAINER/udp\", e.g. \"8080:80\"."
 );
 

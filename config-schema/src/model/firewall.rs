@@ -44,8 +44,11 @@ decode_table!(FirewallGroup, read_group);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
+    /// `in`: traffic to the VM. `out`: traffic from the VM.
     pub direction: Spanned<Direction>,
+    /// What to do with matching packets.
     pub action: Spanned<RuleAction>,
+    /// Protocol to match.
     #[serde(default = "default_proto")]
     pub proto: Spanned<Protocol>,
     /// Destination ports; only with `proto = "tcp"` or `"udp"`.

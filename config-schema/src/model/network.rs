@@ -21,6 +21,7 @@ keyword_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
+    /// `bridge`: a local bridge, optionally on a VLAN of an uplink. `vxlan`: an overlay across the members.
     pub kind: Spanned<NetworkKind>,
     /// Logical uplink (a key of `[uplinks]` in node.toml) the network is
     /// bridged to. Absent: an isolated bridge (or, for VXLAN, the route to

@@ -21,6 +21,7 @@ keyword_enum! {
 pub struct Node {
     /// This node's name; in a cluster it must be one of the members.
     pub name: Spanned<ResourceName>,
+    /// The read-only status endpoint.
     #[serde(default)]
     pub status: StatusSection,
     /// Static management address; absent: DHCP on the first NIC.
@@ -28,8 +29,10 @@ pub struct Node {
     /// Logical uplink name (used by networks) -> this node's interface.
     #[serde(default)]
     pub uplinks: BTreeMap<Spanned<ResourceName>, Spanned<InterfaceName>>,
+    /// ZFS pools on this node.
     #[serde(default)]
     pub zfs: ZfsSection,
+    /// How QEMU runs on this node.
     #[serde(default)]
     pub qemu: QemuSection,
 }
@@ -146,6 +149,7 @@ decode_table!(ZfsSection, read_zfs);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QemuSection {
+    /// QEMU accelerator; hostd falls back to `tcg` only when this says so.
     #[serde(default = "default_accel")]
     pub accel: Spanned<Accel>,
 }

@@ -16,6 +16,7 @@ keyword_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Storage {
+    /// `zfs`: one zvol per disk under `pool`. `dir`: qcow2 files under `path`.
     pub kind: Spanned<StorageKind>,
     /// zfs only: the parent dataset of the volumes, e.g. "tank/vms". Its pool
     /// must be listed in node.toml `[zfs] pools` on the nodes that use it.

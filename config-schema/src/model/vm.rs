@@ -61,8 +61,10 @@ pub struct Vm {
     /// Memory, at least 16MiB, in whole MiB.
     #[serde(default = "default_memory")]
     pub memory: Spanned<ByteSize>,
+    /// Emulated chipset.
     #[serde(default = "default_machine")]
     pub machine: Spanned<Machine>,
+    /// Boot firmware: OVMF (`uefi`) or SeaBIOS (`bios`).
     #[serde(default = "default_firmware")]
     pub firmware: Spanned<Firmware>,
     /// Whether a hardware change restarts a running VM by itself.
@@ -153,6 +155,7 @@ pub struct Disk {
     pub storage: Spanned<ResourceName>,
     /// Volume size, in whole MiB. Growing it resizes the volume; shrinking is refused.
     pub size: Spanned<ByteSize>,
+    /// How the disk is attached: virtio-blk, virtio-scsi or AHCI.
     #[serde(default = "default_bus")]
     pub bus: Spanned<DiskBus>,
     /// What the volume starts from instead of being empty.
@@ -247,6 +250,7 @@ impl ParseStr for DiskSource {
 }
 crate::types::string_value!(
     DiskSource,
+    "disk source",
     "\"image:<file>\" or \"clone:<vm>/disk<N>@<snapshot>\"."
 );
 
@@ -259,6 +263,7 @@ pub struct Nic {
     /// Fixed MAC address. When absent, one is derived from the cluster,
     /// VM name and NIC index, so it is stable across nodes and restarts.
     pub mac: Option<Spanned<MacAddr>>,
+    /// Emulated network card.
     #[serde(default = "default_nic_model")]
     pub model: Spanned<NicModel>,
     /// Security groups (`firewall/<name>.toml`). Empty means no filtering.
@@ -352,6 +357,7 @@ impl ParseStr for GuestNetwork {
 }
 crate::types::string_value!(
     GuestNetwork,
+    "guest network",
     "\"dhcp\" or \"<address/prefix> via <gateway>\", e.g. \"192.0.2.10/24 via 192.0.2.1\"."
 );
 

@@ -63,6 +63,7 @@ impl ParseStr for SshPublicKey {
 }
 super::string_value!(
     SshPublicKey,
+    "SSH public key",
     "An OpenSSH public key line, e.g. \"ssh-ed25519 AAAA... ops@laptop\"."
 );
 
@@ -99,6 +100,7 @@ impl ParseStr for MinisignKey {
 }
 super::string_value!(
     MinisignKey,
+    "minisign public key",
     "A minisign public key: the base64 line of minisign.pub, starting with \"RW\"."
 );
 

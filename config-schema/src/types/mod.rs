@@ -19,7 +19,7 @@ pub use time::Duration;
 /// config value: decoded from a TOML string, serialized as its text, and
 /// described in the JSON Schema as a string.
 macro_rules! string_value {
-    ($ty:ty, $description:literal $(, pattern = $pattern:literal)?) => {
+    ($ty:ty, $label:literal, $description:literal $(, pattern = $pattern:literal)?) => {
         $crate::decode_from_str!($ty);
 
         impl serde::Serialize for $ty {
@@ -37,7 +37,7 @@ macro_rules! string_value {
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
                 #[allow(unused_mut)]
-                let mut schema = schemars::json_schema!({ "type": "string", "description": $description });
+                let mut schema = schemars::json_schema!({ "type": "string", "title": $label, "description": $description });
                 $( schema.insert("pattern".into(), $pattern.into()); )?
                 schema
             }

@@ -45,6 +45,7 @@ impl ParseStr for ResourceName {
 }
 super::string_value!(
     ResourceName,
+    "name",
     "A name: a lowercase letter, then up to 62 lowercase letters, digits or '-'.",
     pattern = "^[a-z][a-z0-9-]{0,62}$"
 );
@@ -86,6 +87,7 @@ impl ParseStr for InterfaceName {
 }
 super::string_value!(
     InterfaceName,
+    "interface name",
     "A network interface name on this node, e.g. \"eth0\" (at most 15 bytes).",
     pattern = "^[^/:\\s]{1,15}$"
 );
@@ -130,6 +132,7 @@ impl ParseStr for ZfsDataset {
 }
 super::string_value!(
     ZfsDataset,
+    "ZFS dataset",
     "A ZFS pool or dataset, e.g. \"tank\" or \"tank/vms\"."
 );
 
@@ -159,6 +162,7 @@ impl ParseStr for EnvName {
 }
 super::string_value!(
     EnvName,
+    "variable name",
     "An environment variable name.",
     pattern = "^[A-Za-z_][A-Za-z0-9_]*$"
 );

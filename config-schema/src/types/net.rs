@@ -98,6 +98,7 @@ impl ParseStr for IpNet {
 }
 super::string_value!(
     IpNet,
+    "CIDR",
     "A network in CIDR notation, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"; a bare address is a single host."
 );
 
@@ -139,6 +140,7 @@ impl ParseStr for IfaceAddr {
 }
 super::string_value!(
     IfaceAddr,
+    "address/prefix",
     "An address with its prefix length, e.g. \"192.0.2.11/24\"."
 );
 
@@ -189,6 +191,7 @@ impl ParseStr for MacAddr {
 }
 super::string_value!(
     MacAddr,
+    "MAC address",
     "A unicast MAC address, e.g. \"52:54:00:12:34:56\".",
     pattern = "^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"
 );
@@ -268,6 +271,7 @@ impl ParseStr for PortList {
 
 super::string_value!(
     PortList,
+    "port list",
     "Ports and ranges separated by commas, e.g. \"22\" or \"80,443,8000-8100\".",
     pattern = "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"
 );

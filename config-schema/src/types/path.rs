@@ -44,6 +44,7 @@ impl ParseStr for AbsPath {
 }
 super::string_value!(
     AbsPath,
+    "absolute path",
     "An absolute path, e.g. \"/var/lib/horcrux/images\"."
 );
 
@@ -78,6 +79,7 @@ impl ParseStr for ConfigPath {
 }
 super::string_value!(
     ConfigPath,
+    "relative path",
     "A path relative to the config directory, e.g. \"secrets/gossip.key\"."
 );
 

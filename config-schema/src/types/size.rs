@@ -89,6 +89,7 @@ impl ParseStr for ByteSize {
 }
 super::string_value!(
     ByteSize,
+    "size",
     "A size with a binary unit, e.g. \"512MiB\", \"20GiB\", \"1TiB\".",
     pattern = "^[0-9]+ ?(B|KiB|MiB|GiB|TiB|PiB)$"
 );

@@ -32,7 +32,11 @@ impl ParseStr for Duration {
         })
     }
 }
-super::string_value!(Duration, "A duration, e.g. \"30s\", \"15m\", \"1h\".");
+super::string_value!(
+    Duration,
+    "duration",
+    "A duration, e.g. \"30s\", \"15m\", \"1h\"."
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,44 @@
+# Horcrux: the two commands of the README, and the pieces they are made of.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: all build check-examples test lint fmt-check unit fuzz docs bench
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+## The README's first command (until the appliance image exists): build and
+## validate the example trees, showing what `horcrux check` reports.
+check-examples: build
+	@for tree in examples/*/; do \
+	  echo "== horcrux check $$tree"; \
+	  ./target/release/horcrux check "$$tree" || exit 1; \
+	done
+	@echo "== a broken tree, to show what errors look like:"
+	@./target/release/horcrux check tests/fixtures/broken-tree; test $$? -eq 1
+
+## The README's second command: everything CI runs.
+test: fmt-check lint unit fuzz
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace
+
+## Property-based fuzzing of the loader; raise PROPTEST_CASES for longer runs.
+fuzz:
+	PROPTEST_CASES=$${PROPTEST_CASES:-512} $(CARGO) test -p horcrux-config --test fuzz --release
+
+## Regenerates docs/config-reference.md from the config types (a unit test
+## fails while the committed file is stale).
+docs:
+	$(CARGO) run -q -p horcrux-hostd --bin horcrux -- reference > docs/config-reference.md
+
+bench:
+	scripts/bench.sh
