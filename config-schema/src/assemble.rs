@@ -1,5 +1,6 @@
 //! From the files of a tree to a decoded [`Config`], collecting every error.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use toml::de::DeTable;
@@ -51,30 +52,56 @@ pub fn load(root: &Path) -> Result<Checked, LoadError> {
 pub fn check_files(files: Vec<TreeFile>) -> Checked {
     let mut config = Config::default();
     let mut diags = Diagnostics::default();
-    for file in files {
-        let Some(kind) = classify(&file.path, &mut diags) else {
+    // node.toml and cluster.toml as present in the tree, usable or not.
+    let mut present = BTreeSet::new();
+    // Read problems (a directory symlink leaving the root) are always reported.
+    for file in files.into_iter().filter(|f| f.content.is_err() || is_config_path(&f.path)) {
+        // An unreadable path is reported only for why it could not be read:
+        // a symlinked directory leaving the root is not also "a file outside
+        // the layout".
+        let unreadable = file.content.is_err();
+        let classified = if unreadable {
+            classify(&file.path, &mut Diagnostics::default())
+        } else {
+            classify(&file.path, &mut diags)
+        };
+        let text = match file.content {
+            Ok(bytes) => {
+                String::from_utf8(bytes).map_err(|_| "file is not valid UTF-8".to_string())
+            }
+            Err(message) => Err(message),
+        };
+        let Some(kind) = classified else {
+            if let (true, Err(message)) = (unreadable, text) {
+                diags.file_error(file.path, message, None);
+            }
             continue;
         };
-        let bytes = match file.content {
-            Ok(bytes) => bytes,
+        present.insert(kind.0);
+        match text {
+            Ok(text) => {
+                let id = config.sources.add(file.path.clone(), text);
+                decode_file(&mut config, kind, id, &mut diags);
+            }
             Err(message) => {
+                // The file exists: references to it are not reported as missing.
+                if let (kind, Some(name)) = kind {
+                    config.files.insert((kind, name), FileId::BUILTIN);
+                }
                 diags.file_error(file.path, message, None);
-                continue;
             }
-        };
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(_) => {
-                diags.file_error(file.path, "file is not valid UTF-8", None);
-                continue;
-            }
-        };
-        let id = config.sources.add(file.path.clone(), text);
-        decode_file(&mut config, kind, id, &mut diags);
+        }
     }
-    validate(&config, &mut diags);
+    validate(&config, &present, &mut diags);
     let errors = diags.resolve(&config.sources);
     Checked { config, errors }
+}
+
+/// Whether a path is looked at at all: `.toml` files, outside dot-files
+/// and dot-directories (editor swap files, `.git`) and outside `secrets/`.
+/// The directory walk skips the same; trees received in memory need it too.
+pub fn is_config_path(path: &str) -> bool {
+    path.ends_with(".toml") && !path.starts_with("secrets/") && !path.split('/').any(|c| c.starts_with('.') || c.is_empty())
 }
 
 /// What a path is in the layout; records an error for unexpected files.
@@ -170,5 +197,38 @@ fn decode<T: Decode>(raw: &Raw, cx: &mut Cx) -> Option<Spanned<T>> {
 fn insert<T>(map: &mut crate::model::Resources<T>, name: ResourceName, value: Option<Spanned<T>>) {
     if let Some(value) = value {
         map.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, content: &str) -> TreeFile {
+        TreeFile {
+            path: path.into(),
+            content: Ok(content.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn in_memory_trees_skip_what_the_walk_skips() {
+        let checked = check_files(vec![
+            file("node.toml", "name = \"n1\"\n"),
+            file("cluster/vms/notes.txt", "not toml"),
+            file("cluster/vms/.web.toml.swp", "garbage"),
+            file(".git/config.toml", "garbage"),
+            file("secrets/gossip.toml", "garbage"),
+        ]);
+        assert!(checked.is_valid(), "{:?}", checked.errors);
+        assert_eq!(checked.config.sources.len(), 1);
+    }
+
+    #[test]
+    fn an_empty_tree_says_what_is_missing() {
+        let checked = check_files(Vec::new());
+        assert_eq!(checked.errors.len(), 1);
+        assert_eq!(checked.errors[0].file, "node.toml");
+        assert_eq!(checked.errors[0].message, "node.toml is missing");
     }
 }

@@ -10,8 +10,17 @@ use crate::model::{Config, FileKind};
 use crate::source::Span;
 use crate::types::ResourceName;
 
-pub(crate) fn validate(config: &Config, diags: &mut Diagnostics) {
-    let mut v = Validator { config, diags };
+/// `present` holds `FileKind::Node` / `FileKind::Cluster` when node.toml /
+/// cluster.toml are in the tree, even if they could not be decoded.
+pub(crate) fn validate(config: &Config, present: &BTreeSet<FileKind>, diags: &mut Diagnostics) {
+    let mut v = Validator {
+        config,
+        diags,
+        node_file: present.contains(&FileKind::Node),
+        // cluster.toml is there but has errors: membership is unknown, so
+        // placement is not checked (its own errors say what is wrong).
+        cluster_unknown: config.cluster.is_none() && present.contains(&FileKind::Cluster),
+    };
     v.node_and_cluster();
     v.workloads();
     v.storage_nodes();
@@ -23,6 +32,8 @@ pub(crate) fn validate(config: &Config, diags: &mut Diagnostics) {
 struct Validator<'a, 'd> {
     config: &'a Config,
     diags: &'d mut Diagnostics,
+    node_file: bool,
+    cluster_unknown: bool,
 }
 
 impl<'a> Validator<'a, '_> {
@@ -60,7 +71,8 @@ impl<'a> Validator<'a, '_> {
 
     fn node_and_cluster(&mut self) {
         let config = self.config;
-        if config.node.is_none() && config.cluster.is_none() && !config.files.is_empty() {
+        let cluster_file = config.cluster.is_some() || self.cluster_unknown;
+        if !self.node_file && !cluster_file {
             let hint = "a node needs node.toml with at least `name = \"...\"`".to_string();
             self.diags
                 .file_error("node.toml", "node.toml is missing", Some(hint));
@@ -104,6 +116,11 @@ impl<'a> Validator<'a, '_> {
         what: &str,
     ) -> Option<&'a ResourceName> {
         let config = self.config;
+        if self.cluster_unknown {
+            // Only a VM explicitly on this node is known to run here.
+            let this = config.node_name();
+            return node.as_ref().and_then(|n| this.filter(|t| **t == n.value));
+        }
         match (self.members(), node) {
             (Some(members), Some(node)) => {
                 if members.contains(&node.value) {
@@ -292,6 +309,9 @@ impl<'a> Validator<'a, '_> {
 
     fn storage_nodes(&mut self) {
         let config = self.config;
+        if self.cluster_unknown {
+            return;
+        }
         for def in config.storage.values() {
             for node in &def.nodes {
                 let known = match self.members() {
@@ -331,11 +351,20 @@ impl<'a> Validator<'a, '_> {
 
     fn unique_published_ports(&mut self) {
         let config = self.config;
+        // Unclustered, a container without `node` runs on this node; in a
+        // cluster its placement is unknown (and already an error).
+        let unclustered = config.cluster.is_none() && !self.cluster_unknown;
         let ports = config.containers.values().flat_map(|ct| {
-            let node = ct.node.as_ref().map(|n| n.value.clone());
-            ct.ports
-                .iter()
-                .map(move |p| ((node.clone(), p.host, p.proto), p.span))
+            let node = match &ct.node {
+                Some(n) => Some(&n.value),
+                None if unclustered => config.node_name(),
+                None => None,
+            };
+            node.into_iter().flat_map(move |node| {
+                ct.ports
+                    .iter()
+                    .map(move |p| ((node, p.host, p.proto), p.span))
+            })
         });
         self.unique(ports, |(_, port, proto)| {
             format!("host port {port}/{proto} is published twice on the same node")

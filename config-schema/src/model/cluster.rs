@@ -125,10 +125,14 @@ fn default_require_signatures() -> Spanned<bool> {
 
 fn read_trust(t: &mut Table) -> Option<Trust> {
     let keys = t.optional::<Vec<Spanned<MinisignKey>>>("keys");
-    let require_signatures = t.or_default("require_signatures", default_require_signatures);
+    let written = t.optional::<bool>("require_signatures");
+    // An invalid `require_signatures` already has its own error; it is not `true`.
+    let invalid_require = written.is_none() && t.has("require_signatures");
+    let require_signatures =
+        written.unwrap_or_else(|| Spanned::new(default_require_signatures().value, t.span()));
     // An invalid `keys` already has its own error.
     let no_keys = keys.as_ref().is_none_or(|k| k.is_empty()) && !(keys.is_none() && t.has("keys"));
-    if *require_signatures && no_keys {
+    if *require_signatures && no_keys && !invalid_require {
         t.cx().diags.error_with_hint(
             require_signatures.span,
             "signatures are required but `[trust] keys` lists no key",

@@ -68,8 +68,12 @@ fn default_proto() -> Spanned<Protocol> {
 fn read_rule(t: &mut Table) -> Option<Rule> {
     let direction = t.required::<Direction>("direction");
     let action = t.required("action");
-    let proto = t.or_default("proto", default_proto);
+    let written_proto = t.optional::<Protocol>("proto");
+    // A mistyped proto has its own error; it is not "any" for `ports`.
+    let proto_invalid = written_proto.is_none() && t.has("proto");
+    let proto = written_proto.unwrap_or_else(|| Spanned::new(default_proto().value, t.span()));
     let ports = match *proto {
+        _ if proto_invalid => t.optional("ports"),
         Protocol::Tcp | Protocol::Udp => t.optional("ports"),
         _ => {
             t.forbid(

@@ -80,7 +80,9 @@ pub struct Config {
     pub vms: Resources<Vm>,
     pub containers: Resources<Container>,
     /// Every resource file present, decodable or not: references to a file
-    /// that exists but has errors are not reported a second time.
+    /// that exists but has errors are not reported a second time. A file
+    /// that could not be read at all has no source: its id is
+    /// [`FileId::BUILTIN`].
     pub files: BTreeMap<(FileKind, ResourceName), FileId>,
 }
 
