@@ -55,7 +55,10 @@ pub fn check_files(files: Vec<TreeFile>) -> Checked {
     // node.toml and cluster.toml as present in the tree, usable or not.
     let mut present = BTreeSet::new();
     // Read problems (a directory symlink leaving the root) are always reported.
-    for file in files.into_iter().filter(|f| f.content.is_err() || is_config_path(&f.path)) {
+    for file in files
+        .into_iter()
+        .filter(|f| f.content.is_err() || is_config_path(&f.path))
+    {
         // An unreadable path is reported only for why it could not be read:
         // a symlinked directory leaving the root is not also "a file outside
         // the layout".
@@ -101,7 +104,9 @@ pub fn check_files(files: Vec<TreeFile>) -> Checked {
 /// and dot-directories (editor swap files, `.git`) and outside `secrets/`.
 /// The directory walk skips the same; trees received in memory need it too.
 pub fn is_config_path(path: &str) -> bool {
-    path.ends_with(".toml") && !path.starts_with("secrets/") && !path.split('/').any(|c| c.starts_with('.') || c.is_empty())
+    path.ends_with(".toml")
+        && !path.starts_with("secrets/")
+        && !path.split('/').any(|c| c.starts_with('.') || c.is_empty())
 }
 
 /// What a path is in the layout; records an error for unexpected files.

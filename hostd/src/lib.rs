@@ -1,3 +1,14 @@
 //! Horcrux node daemon and operator CLI.
 
+pub mod apply;
 pub mod cli;
+pub mod daemon;
+
+pub mod deploy;
+pub mod errors;
+pub mod fsutil;
+pub mod generation;
+pub mod plan;
+pub mod readiness;
+pub mod status;
+pub mod watch;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use horcrux_config::model::FileKind;
-use horcrux_hostd::cli::{check, schema};
+use horcrux_hostd::cli::{Outcome, check, generations, plan, schema};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,32 @@ enum Command {
         #[arg(value_parser = parse_kind)]
         kind: Option<FileKind>,
     },
+    /// Show what hostd would change on this node: + create, ~ change,
+    /// `-` remove, ! needs restart. Exit 0 when nothing is pending, 2 when
+    /// changes are pending, 1 on error.
+    Plan {
+        #[arg(default_value = "/etc/horcrux")]
+        dir: PathBuf,
+    },
+    /// List the accepted config generations (the audit log), newest last.
+    Generations {
+        #[arg(long, default_value = "/var/lib/horcrux")]
+        state_dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an earlier generation back into the config directory; hostd
+    /// accepts it as a new generation with source "rollback".
+    Rollback {
+        /// Generation id, as listed by `horcrux generations`.
+        id: u64,
+        #[arg(long, default_value = "/etc/horcrux")]
+        config_dir: PathBuf,
+        #[arg(long, default_value = "/var/lib/horcrux")]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "/run/horcrux")]
+        run_dir: PathBuf,
+    },
     /// Print the Markdown config reference (docs/config-reference.md).
     #[command(hide = true)]
     Reference,
@@ -49,13 +75,22 @@ fn parse_kind(s: &str) -> Result<FileKind, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (stdout, stderr, code) = match args.command {
-        Command::Check { dir, format } => {
-            let outcome = check::run(&dir, format);
-            (outcome.stdout, outcome.stderr, outcome.code)
-        }
-        Command::Schema { kind } => (schema::run(kind), String::new(), 0),
-        Command::Reference => (horcrux_config::reference::markdown(), String::new(), 0),
+    let Outcome {
+        stdout,
+        stderr,
+        code,
+    } = match args.command {
+        Command::Check { dir, format } => check::run(&dir, format),
+        Command::Schema { kind } => Outcome::ok(schema::run(kind)),
+        Command::Plan { dir } => plan::run(&dir),
+        Command::Generations { state_dir, json } => generations::list(&state_dir, json),
+        Command::Rollback {
+            id,
+            config_dir,
+            state_dir,
+            run_dir,
+        } => generations::rollback(id, &config_dir, &state_dir, &run_dir),
+        Command::Reference => Outcome::ok(horcrux_config::reference::markdown()),
     };
     // A closed pipe (`horcrux check | head`) is not worth a panic.
     let _ = std::io::stdout().write_all(stdout.as_bytes());

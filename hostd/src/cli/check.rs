@@ -5,7 +5,7 @@ use std::path::Path;
 use horcrux_config::{Checked, Config, Diagnostic};
 use serde::Serialize;
 
-use super::{exit, report};
+use super::{Outcome, exit, report};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -41,22 +41,10 @@ impl<'a> From<&'a Diagnostic> for JsonError<'a> {
     }
 }
 
-/// Output and exit code of a check.
-#[derive(Debug)]
-pub struct Outcome {
-    pub stdout: String,
-    pub stderr: String,
-    pub code: u8,
-}
-
 pub fn run(dir: &Path, format: Format) -> Outcome {
     match horcrux_config::load(dir) {
         Ok(checked) => outcome(&checked, format),
-        Err(e) => Outcome {
-            stdout: String::new(),
-            stderr: format!("horcrux check: {e}\n"),
-            code: exit::UNUSABLE,
-        },
+        Err(e) => Outcome::error(exit::UNUSABLE, &format!("horcrux check: {e}")),
     }
 }
 

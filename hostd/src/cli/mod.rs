@@ -2,6 +2,8 @@
 //! code; argument parsing lives in the binary.
 
 pub mod check;
+pub mod generations;
+pub mod plan;
 pub mod report;
 pub mod schema;
 
@@ -12,4 +14,30 @@ pub mod exit {
     pub const INVALID: u8 = 1;
     /// The input could not be used at all (no such directory).
     pub const UNUSABLE: u8 = 2;
+}
+
+/// What a subcommand prints and how it exits.
+#[derive(Debug)]
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u8,
+}
+
+impl Outcome {
+    pub fn ok(stdout: String) -> Self {
+        Outcome {
+            stdout,
+            stderr: String::new(),
+            code: exit::OK,
+        }
+    }
+
+    pub fn error(code: u8, message: &str) -> Self {
+        Outcome {
+            stdout: String::new(),
+            stderr: format!("{message}\n"),
+            code,
+        }
+    }
 }

@@ -1,0 +1,76 @@
+//! Observe -> plan -> apply, publishing per-resource state.
+
+use std::sync::Arc;
+
+use horcrux_config::Config;
+use tokio::time::Instant;
+
+use crate::apply::{Backend, Backoff, Executor, observe_all};
+use crate::plan::Desired;
+use crate::status::StatusHandle;
+
+/// What every registered backend wants of the config, sorted by id (the
+/// planner's fast path).
+pub fn desired_state(backends: &[Arc<dyn Backend>], config: &Config) -> Vec<Desired> {
+    let mut desired: Vec<Desired> = backends.iter().flat_map(|b| b.desired(config)).collect();
+    desired.sort_by(|a, b| a.id.cmp(&b.id));
+    desired
+}
+
+/// Drives the backends towards the current generation. Observations always
+/// come from the real system, never from what was applied before.
+pub struct Reconciler {
+    status: StatusHandle,
+    backends: Vec<Arc<dyn Backend>>,
+    executor: Executor,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("backends", &self.backends.len())
+            .finish()
+    }
+}
+
+impl Reconciler {
+    pub fn new(status: StatusHandle, backends: Vec<Arc<dyn Backend>>) -> Self {
+        Reconciler {
+            status,
+            backends,
+            executor: Executor::new(Backoff::default()),
+        }
+    }
+
+    /// A new generation deserves a fresh attempt at everything.
+    pub fn new_generation(&mut self) {
+        self.executor.reset_backoff();
+    }
+
+    /// When a failed resource may be retried next.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.executor.next_retry()
+    }
+
+    /// One full cycle. Without a valid generation nothing is changed: an
+    /// unknown desired state must never read as "remove everything".
+    pub async fn converge(&mut self, config: Option<&Config>) {
+        let Some(config) = config else { return };
+        let desired = desired_state(&self.backends, config);
+        let observation = observe_all(&self.backends).await;
+        for (kind, error) in &observation.failed {
+            tracing::warn!(%kind, %error, "cannot observe; its resources are left alone this cycle");
+        }
+        let plan = observation.plan(&desired);
+        let report = self.executor.run(&plan, &desired, &self.backends).await;
+        for (id, error) in &report.failed {
+            tracing::warn!(resource = %id, %error, "apply failed");
+        }
+        let resources = self.executor.statuses();
+        self.status.update(|s| {
+            report.record(&mut s.counters.apply_duration);
+            s.counters.apply_runs += 1;
+            s.resources = resources;
+        });
+    }
+}

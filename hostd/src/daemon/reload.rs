@@ -1,0 +1,107 @@
+//! One look at the config tree: unchanged, rejected (with every error), or
+//! accepted as a generation.
+
+use std::path::Path;
+
+use horcrux_config::load::read_tree;
+use horcrux_config::{Config, Diagnostic, LoadError, TreeFile, check_files};
+
+use crate::generation::{GenerationInfo, GenerationStore, StoreError, TreeHash, hint, tree_hash};
+
+#[derive(Debug)]
+pub enum Outcome {
+    /// The files are byte-for-byte what was last looked at.
+    Unchanged,
+    /// The tree is invalid; the running generation stays.
+    Rejected(Vec<Diagnostic>),
+    /// The tree is valid. `new` is false when it equals the latest
+    /// generation (e.g. an edit that was undone).
+    Accepted {
+        generation: GenerationInfo,
+        config: Box<Config>,
+        new: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("cannot store the generation")]
+    Store(#[from] StoreError),
+}
+
+/// Remembers what was last seen so that rescans of an unchanged tree cost
+/// one read and one hash.
+#[derive(Debug, Default)]
+pub struct Reloader {
+    last_seen: Option<TreeHash>,
+}
+
+impl Reloader {
+    pub fn reload(
+        &mut self,
+        config_dir: &Path,
+        run_dir: &Path,
+        store: &GenerationStore,
+    ) -> Result<Outcome, ReloadError> {
+        let files = read_tree(config_dir)?;
+        let seen = fingerprint(&files);
+        if self.last_seen.as_ref() == Some(&seen) {
+            return Ok(Outcome::Unchanged);
+        }
+        self.last_seen = Some(seen);
+        let checked = check_files(files);
+        let config = match checked.into_valid() {
+            Ok(config) => config,
+            Err(errors) => return Ok(Outcome::Rejected(errors)),
+        };
+        let contents: Vec<(String, Vec<u8>)> = config
+            .sources
+            .iter()
+            .map(|(_, f)| (f.path.clone(), f.text.as_bytes().to_vec()))
+            .collect();
+        let hash = tree_hash(contents.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
+        let source = hint::take(run_dir, &hash);
+        let (generation, new) = store.commit(&contents, &hash, source)?;
+        Ok(Outcome::Accepted {
+            generation,
+            config: Box::new(config),
+            new,
+        })
+    }
+
+    /// Forget what was seen, so the next reload re-validates (SIGHUP).
+    pub fn forget(&mut self) {
+        self.last_seen = None;
+    }
+}
+
+/// A hash of everything that could change the outcome, including files
+/// that could not be read (a permissions fix must trigger a re-check).
+fn fingerprint(files: &[TreeFile]) -> TreeHash {
+    let framed: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|f| match &f.content {
+            Ok(bytes) => (f.path.clone(), bytes.clone()),
+            Err(e) => (format!("{}\0unreadable", f.path), e.clone().into_bytes()),
+        })
+        .collect();
+    tree_hash(framed.iter().map(|(p, c)| (p.as_str(), c.as_slice())))
+}
+
+/// The config of a stored generation, for starting up where we left off.
+pub fn load_generation(
+    store: &GenerationStore,
+    id: u64,
+) -> Result<Result<Config, Vec<Diagnostic>>, StoreError> {
+    let files = store
+        .files(id)?
+        .into_iter()
+        .map(|(path, content)| TreeFile {
+            path,
+            content: Ok(content),
+        })
+        .collect();
+    Ok(check_files(files).into_valid())
+}

@@ -1,0 +1,138 @@
+//! Writing a whole config tree into the config directory at once, for
+//! rollbacks (and git pushes): readers see the old tree or the new one.
+//!
+//! `cluster/` is staged beside the live directory and swapped in with one
+//! `renameat2(RENAME_EXCHANGE)`; `node.toml` is replaced by a rename. Files
+//! outside the layout that hostd reads (`secrets/`, dotfiles) are kept.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{CWD, RenameFlags, renameat_with};
+
+use crate::fsutil::{replace_file, sync_dir, write_synced};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to write outside the config directory: {0}")]
+    BadPath(String),
+    #[error("the tree has files outside node.toml and cluster/: {0}")]
+    Unexpected(String),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DeployError {
+    let path = path.to_path_buf();
+    move |source| DeployError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Replaces node.toml (when the tree has one) and the whole `cluster/`
+/// directory with `files` (`(relative path, content)`).
+pub fn deploy_tree(config_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), DeployError> {
+    let mut node_toml = None;
+    let stage = config_dir.join(format!(".cluster.new-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(&stage).map_err(io("create", &stage))?;
+    for (rel, content) in files {
+        let safe = !rel.is_empty()
+            && Path::new(rel)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !safe {
+            return Err(DeployError::BadPath(rel.clone()));
+        }
+        if rel == "node.toml" {
+            node_toml = Some(content);
+        } else if let Some(inner) = rel.strip_prefix("cluster/") {
+            let path = stage.join(inner);
+            write_synced(&path, content).map_err(io("write", &path))?;
+        } else {
+            return Err(DeployError::Unexpected(rel.clone()));
+        }
+    }
+    sync_dir(&stage).map_err(io("sync", &stage))?;
+    let live = config_dir.join("cluster");
+    if live.exists() {
+        renameat_with(CWD, &stage, CWD, &live, RenameFlags::EXCHANGE)
+            .map_err(|e| io("swap in", &live)(e.into()))?;
+        // `stage` now holds the previous cluster/.
+        fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
+    } else {
+        fs::rename(&stage, &live).map_err(io("rename", &live))?;
+    }
+    if let Some(content) = node_toml {
+        let dest = config_dir.join("node.toml");
+        replace_file(&dest, content).map_err(io("replace", &dest))?;
+    }
+    sync_dir(config_dir).map_err(io("sync", config_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(dir: &Path, rel: &str) -> Option<String> {
+        fs::read_to_string(dir.join(rel)).ok()
+    }
+
+    #[test]
+    fn replaces_cluster_and_node_but_keeps_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("cluster/vms")).unwrap();
+        fs::create_dir_all(root.join("secrets")).unwrap();
+        fs::write(root.join("cluster/vms/old.toml"), "x").unwrap();
+        fs::write(root.join("secrets/gossip.key"), "k").unwrap();
+        fs::write(root.join("node.toml"), "name = \"a\"").unwrap();
+        let files = vec![
+            ("node.toml".to_string(), b"name = \"b\"".to_vec()),
+            ("cluster/vms/new.toml".to_string(), b"cpus = 2".to_vec()),
+        ];
+        deploy_tree(root, &files).unwrap();
+        assert_eq!(read(root, "node.toml").as_deref(), Some("name = \"b\""));
+        assert_eq!(
+            read(root, "cluster/vms/new.toml").as_deref(),
+            Some("cpus = 2")
+        );
+        assert_eq!(read(root, "cluster/vms/old.toml"), None);
+        assert_eq!(read(root, "secrets/gossip.key").as_deref(), Some("k"));
+        let leftovers: Vec<_> = fs::read_dir(root)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn creates_cluster_when_absent_and_rejects_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        deploy_tree(
+            dir.path(),
+            &[(
+                "cluster/networks/lan.toml".into(),
+                b"kind = \"bridge\"".to_vec(),
+            )],
+        )
+        .unwrap();
+        assert!(dir.path().join("cluster/networks/lan.toml").exists());
+        assert!(matches!(
+            deploy_tree(dir.path(), &[("../x".into(), vec![])]),
+            Err(DeployError::BadPath(_))
+        ));
+        assert!(matches!(
+            deploy_tree(dir.path(), &[("other.toml".into(), vec![])]),
+            Err(DeployError::Unexpected(_))
+        ));
+    }
+}

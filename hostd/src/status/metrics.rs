@@ -1,0 +1,225 @@
+//! Prometheus text exposition (format 0.0.4).
+
+use std::fmt::Write as _;
+
+use super::{ResourceState, Status};
+use crate::plan::ResourceKind;
+
+/// Escapes a label value: backslash, double quote and newline.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let c = &status.counters;
+    family(&mut out, "horcrux_build_info", "gauge", "Version of hostd.");
+    let _ = writeln!(
+        out,
+        "horcrux_build_info{{version=\"{}\"}} 1",
+        label(status.version)
+    );
+    family(
+        &mut out,
+        "horcrux_ready",
+        "gauge",
+        "1 once the first full observe and plan completed.",
+    );
+    let _ = writeln!(out, "horcrux_ready {}", u8::from(status.ready));
+    if let Some(g) = &status.generation {
+        family(
+            &mut out,
+            "horcrux_generation_id",
+            "gauge",
+            "Id of the generation being converged.",
+        );
+        let _ = writeln!(out, "horcrux_generation_id {}", g.id);
+        family(
+            &mut out,
+            "horcrux_generation_info",
+            "gauge",
+            "The generation being converged.",
+        );
+        let _ = writeln!(
+            out,
+            "horcrux_generation_info{{hash=\"{}\",source=\"{}\"}} 1",
+            label(&g.hash),
+            g.source.as_str()
+        );
+    }
+    family(
+        &mut out,
+        "horcrux_config_errors",
+        "gauge",
+        "Errors in the config tree on disk (0 when it is valid).",
+    );
+    let _ = writeln!(out, "horcrux_config_errors {}", status.config_errors.len());
+    family(
+        &mut out,
+        "horcrux_config_valid",
+        "gauge",
+        "1 when the config tree on disk is valid.",
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_config_valid {}",
+        u8::from(status.config_errors.is_empty())
+    );
+    family(
+        &mut out,
+        "horcrux_generations_accepted_total",
+        "counter",
+        "Config trees accepted as new generations.",
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_generations_accepted_total {}",
+        c.generations_accepted
+    );
+    family(
+        &mut out,
+        "horcrux_config_rejections_total",
+        "counter",
+        "Invalid config trees seen.",
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_config_rejections_total {}",
+        c.config_rejections
+    );
+    family(
+        &mut out,
+        "horcrux_resources",
+        "gauge",
+        "Resources by kind and convergence state.",
+    );
+    let mut kinds: Vec<ResourceKind> = status.resources.iter().map(|r| r.kind).collect();
+    kinds.dedup();
+    for kind in kinds {
+        for state in ResourceState::ALL {
+            let n = status
+                .resources
+                .iter()
+                .filter(|r| r.kind == kind && r.state == state)
+                .count();
+            let _ = writeln!(
+                out,
+                "horcrux_resources{{kind=\"{kind}\",state=\"{}\"}} {n}",
+                state.as_str()
+            );
+        }
+    }
+    let h = &c.apply_duration;
+    family(
+        &mut out,
+        "horcrux_apply_duration_seconds",
+        "histogram",
+        "Duration of observe-plan-apply runs.",
+    );
+    for (bound, count) in h.bounds.iter().zip(&h.buckets) {
+        let _ = writeln!(
+            out,
+            "horcrux_apply_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "horcrux_apply_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+        h.count
+    );
+    let _ = writeln!(out, "horcrux_apply_duration_seconds_sum {}", h.sum_seconds);
+    let _ = writeln!(out, "horcrux_apply_duration_seconds_count {}", h.count);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generation::{GenerationInfo, Source};
+    use crate::status::ResourceStatus;
+
+    /// Every sample line is `name{labels} value` with a float value, and
+    /// its family was declared before it.
+    fn parse(text: &str) -> Vec<(String, f64)> {
+        let mut declared = Vec::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap().to_string());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            assert!(
+                declared.iter().any(|d| name == d
+                    || name
+                        .strip_prefix(d.as_str())
+                        .is_some_and(|s| ["_bucket", "_sum", "_count"].contains(&s))),
+                "undeclared {name}"
+            );
+            if let Some(labels) = series.strip_prefix(name) {
+                assert!(
+                    labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                    "{line}"
+                );
+            }
+            samples.push((series.to_string(), value.parse::<f64>().unwrap()));
+        }
+        samples
+    }
+
+    #[test]
+    fn renders_parseable_families() {
+        let mut status = Status::new("n1".into());
+        status.generation = Some(GenerationInfo {
+            id: 7,
+            hash: "ab\"c".into(),
+            parent: Some(6),
+            source: Source::Push,
+            accepted_at: "2026-01-01T00:00:00Z".into(),
+        });
+        status.resources.push(ResourceStatus {
+            kind: ResourceKind::Vm,
+            name: "web".into(),
+            state: ResourceState::Failed,
+            error: Some("boom".into()),
+            restart_pending: false,
+            attempts: 1,
+        });
+        status.counters.apply_duration.observe(0.3);
+        let samples = parse(&render(&status));
+        let get = |s: &str| samples.iter().find(|(k, _)| k == s).map(|(_, v)| *v);
+        assert_eq!(get("horcrux_generation_id"), Some(7.0));
+        assert_eq!(
+            get("horcrux_resources{kind=\"vm\",state=\"failed\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("horcrux_resources{kind=\"vm\",state=\"converged\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("horcrux_apply_duration_seconds_bucket{le=\"0.25\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("horcrux_apply_duration_seconds_bucket{le=\"0.5\"}"),
+            Some(1.0)
+        );
+        assert_eq!(get("horcrux_apply_duration_seconds_count"), Some(1.0));
+        assert_eq!(
+            get("horcrux_generation_info{hash=\"ab\\\"c\",source=\"push\"}"),
+            Some(1.0)
+        );
+    }
+}
