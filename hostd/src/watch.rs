@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::Notify;
 
@@ -44,7 +44,16 @@ pub fn watch(dir: &Path, changed: Arc<Notify>) -> Result<ConfigWatch, WatchError
             DEBOUNCE,
             None,
             move |result: DebounceEventResult| match result {
-                Ok(events) if !events.is_empty() => changed.notify_one(),
+                // Reading the tree (our own reloads) produces access
+                // events; only changes count, or every reload would
+                // trigger the next.
+                Ok(events)
+                    if events
+                        .iter()
+                        .any(|e| !matches!(e.kind, EventKind::Access(_))) =>
+                {
+                    changed.notify_one()
+                }
                 Ok(_) => {}
                 Err(errors) => {
                     // A lost event (queue overflow) must not lose a change: reload.

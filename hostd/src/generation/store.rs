@@ -1,20 +1,32 @@
-//! Generations on disk: `<state>/generations/<id>/{meta.json, tree/...}`.
+//! Generations on disk, content-addressed:
 //!
-//! A generation directory is assembled under a temporary name, every file
-//! and directory fsynced, then renamed into place, so a crash leaves either
-//! the whole generation or none of it.
+//! ```text
+//! <state>/generations/objects/<sha256>       one blob per distinct file content
+//! <state>/generations/<id>/meta.json         GenerationInfo
+//! <state>/generations/<id>/manifest.json     {relative path: sha256}
+//! ```
+//!
+//! An edit of one file in a 10,000-file tree stores one blob and a
+//! manifest, not a copy of the tree. New blobs and the generation directory
+//! are made durable with one `syncfs` (per-file fsync of a large first tree
+//! would take seconds), then the directory is renamed into place: a crash
+//! leaves the whole generation or none of it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use sha2::{Digest, Sha256};
+
 use super::{GenerationInfo, Source, TreeHash};
-use crate::fsutil::{sync_dir, write_synced};
+use crate::fsutil::sync_dir;
 
 /// How many generations are kept; older ones are pruned.
 pub const KEEP_GENERATIONS: usize = 50;
 
 const TMP_PREFIX: &str = ".tmp-";
+const OBJECTS: &str = "objects";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,12 +39,14 @@ pub enum StoreError {
     },
     #[error("generation {0} does not exist")]
     NotFound(u64),
-    #[error("generation metadata {path} is corrupt")]
+    #[error("generation file {path} is corrupt")]
     Corrupt {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    #[error("stored content of {0} does not match its hash")]
+    Tampered(String),
     #[error("refusing to store a file outside the tree: {0}")]
     BadPath(String),
 }
@@ -46,6 +60,15 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Store
     }
 }
 
+fn sha256_hex(content: &[u8]) -> String {
+    Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+type Manifest = BTreeMap<String, String>;
+
 #[derive(Debug, Clone)]
 pub struct GenerationStore {
     dir: PathBuf,
@@ -56,7 +79,8 @@ impl GenerationStore {
     /// half-written generations left by a crash.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let dir = state_dir.join("generations");
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let objects = dir.join(OBJECTS);
+        fs::create_dir_all(&objects).map_err(io("create", &objects))?;
         for entry in fs::read_dir(&dir).map_err(io("read", &dir))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
                 let _ = fs::remove_dir_all(entry.path());
@@ -69,29 +93,38 @@ impl GenerationStore {
         self.dir.join(format!("{id:010}"))
     }
 
-    /// Every stored generation, oldest first.
-    pub fn list(&self) -> Result<Vec<GenerationInfo>, StoreError> {
-        let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir)
+    fn object(&self, hash: &str) -> PathBuf {
+        self.dir.join(OBJECTS).join(hash)
+    }
+
+    fn ids(&self) -> Result<Vec<u64>, StoreError> {
+        let mut ids: Vec<u64> = fs::read_dir(&self.dir)
             .map_err(io("read", &self.dir))?
             .flatten()
-        {
-            let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
-                continue;
-            };
-            out.push(self.get(id)?);
-        }
-        out.sort_by_key(|g| g.id);
-        Ok(out)
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Every stored generation, oldest first.
+    pub fn list(&self) -> Result<Vec<GenerationInfo>, StoreError> {
+        self.ids()?.into_iter().map(|id| self.get(id)).collect()
     }
 
     pub fn latest(&self) -> Result<Option<GenerationInfo>, StoreError> {
-        Ok(self.list()?.pop())
+        match self.ids()?.last() {
+            Some(id) => self.get(*id).map(Some),
+            None => Ok(None),
+        }
     }
 
-    pub fn get(&self, id: u64) -> Result<GenerationInfo, StoreError> {
-        let path = self.path_of(id).join("meta.json");
+    fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        id: u64,
+        file: &str,
+    ) -> Result<T, StoreError> {
+        let path = self.path_of(id).join(file);
         let bytes = fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => StoreError::NotFound(id),
             _ => io("read", &path)(e),
@@ -99,14 +132,25 @@ impl GenerationStore {
         serde_json::from_slice(&bytes).map_err(|source| StoreError::Corrupt { path, source })
     }
 
-    /// The files of a generation as `(relative path, content)`.
+    pub fn get(&self, id: u64) -> Result<GenerationInfo, StoreError> {
+        self.read_json(id, "meta.json")
+    }
+
+    /// The files of a generation as `(relative path, content)`, in path
+    /// order, each checked against its hash.
     pub fn files(&self, id: u64) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.get(id)?;
-        let root = self.path_of(id).join("tree");
-        let mut out = Vec::new();
-        collect(&root, "", &mut out)?;
-        out.sort();
-        Ok(out)
+        let manifest: Manifest = self.read_json(id, "manifest.json")?;
+        manifest
+            .into_iter()
+            .map(|(rel, hash)| {
+                let path = self.object(&hash);
+                let content = fs::read(&path).map_err(io("read", &path))?;
+                if sha256_hex(&content) != hash {
+                    return Err(StoreError::Tampered(rel));
+                }
+                Ok((rel, content))
+            })
+            .collect()
     }
 
     /// Stores a tree as a new generation, unless it is the latest one
@@ -124,6 +168,24 @@ impl GenerationStore {
         {
             return Ok((latest.clone(), false));
         }
+        let mut manifest = Manifest::new();
+        for (rel, content) in files {
+            let safe = !rel.is_empty()
+                && Path::new(rel)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !safe {
+                return Err(StoreError::BadPath(rel.clone()));
+            }
+            let blob = sha256_hex(content);
+            let path = self.object(&blob);
+            if !path.exists() {
+                let tmp = path.with_extension("tmp");
+                fs::write(&tmp, content).map_err(io("write", &tmp))?;
+                fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+            }
+            manifest.insert(rel.clone(), blob);
+        }
         let id = latest.as_ref().map_or(1, |g| g.id + 1);
         let info = GenerationInfo {
             id,
@@ -136,26 +198,27 @@ impl GenerationStore {
             .dir
             .join(format!("{TMP_PREFIX}{id}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
-        let tree = tmp.join("tree");
-        fs::create_dir_all(&tree).map_err(io("create", &tree))?;
-        for (rel, content) in files {
-            let safe = Path::new(rel)
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if !safe || rel.is_empty() {
-                let _ = fs::remove_dir_all(&tmp);
-                return Err(StoreError::BadPath(rel.clone()));
-            }
-            let path = tree.join(rel);
-            write_synced(&path, content).map_err(io("write", &path))?;
+        fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        let encode = |r: Result<Vec<u8>, serde_json::Error>| {
+            r.map_err(|source| StoreError::Corrupt {
+                path: tmp.clone(),
+                source,
+            })
+        };
+        let documents = [
+            (
+                "manifest.json",
+                encode(serde_json::to_vec_pretty(&manifest))?,
+            ),
+            ("meta.json", encode(serde_json::to_vec_pretty(&info))?),
+        ];
+        for (name, bytes) in documents {
+            let path = tmp.join(name);
+            fs::write(&path, bytes).map_err(io("write", &path))?;
         }
-        let meta = serde_json::to_vec_pretty(&info).map_err(|source| StoreError::Corrupt {
-            path: tmp.clone(),
-            source,
-        })?;
-        let meta_path = tmp.join("meta.json");
-        write_synced(&meta_path, &meta).map_err(io("write", &meta_path))?;
-        sync_dir(&tmp).map_err(io("sync", &tmp))?;
+        // One flush for every blob and file above, instead of one each.
+        let dir = fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io("sync", &self.dir)(e.into()))?;
         let dest = self.path_of(id);
         fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
         sync_dir(&self.dir).map_err(io("sync", &self.dir))?;
@@ -163,29 +226,35 @@ impl GenerationStore {
         Ok((info, true))
     }
 
+    /// Drops generations beyond [`KEEP_GENERATIONS`] and the blobs only
+    /// they used.
     fn prune(&self) -> Result<(), StoreError> {
-        let all = self.list()?;
-        let excess = all.len().saturating_sub(KEEP_GENERATIONS);
-        for old in &all[..excess] {
-            let path = self.path_of(old.id);
+        let ids = self.ids()?;
+        let excess = ids.len().saturating_sub(KEEP_GENERATIONS);
+        if excess == 0 {
+            return Ok(());
+        }
+        for id in &ids[..excess] {
+            let path = self.path_of(*id);
             fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+        }
+        let mut live = BTreeSet::new();
+        for id in &ids[excess..] {
+            let manifest: Manifest = self.read_json(*id, "manifest.json")?;
+            live.extend(manifest.into_values());
+        }
+        let objects = self.dir.join(OBJECTS);
+        for entry in fs::read_dir(&objects)
+            .map_err(io("read", &objects))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !live.contains(&name) {
+                let _ = fs::remove_file(entry.path());
+            }
         }
         Ok(())
     }
-}
-
-fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), StoreError> {
-    for entry in fs::read_dir(dir).map_err(io("read", dir))?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = format!("{prefix}{name}");
-        let path = entry.path();
-        if path.is_dir() {
-            collect(&path, &format!("{rel}/"), out)?;
-        } else {
-            out.push((rel, fs::read(&path).map_err(io("read", &path))?));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -243,6 +312,44 @@ mod tests {
         assert_eq!(all.first().map(|g| g.id), Some(6));
         assert_eq!(all.last().map(|g| g.id), Some(55));
         assert!(!dir.path().join("generations/.tmp-99-1").exists());
+    }
+
+    #[test]
+    fn identical_contents_are_stored_once_and_unused_blobs_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GenerationStore::open(dir.path()).unwrap();
+        let blobs = || {
+            fs::read_dir(dir.path().join("generations/objects"))
+                .unwrap()
+                .count()
+        };
+        let (f1, h1) = tree("a");
+        store.commit(&f1, &h1, Source::Local).unwrap();
+        assert_eq!(blobs(), 2);
+        // Only node.toml differs: one new blob.
+        let (f2, h2) = tree("b");
+        store.commit(&f2, &h2, Source::Local).unwrap();
+        assert_eq!(blobs(), 3);
+        for i in 0..KEEP_GENERATIONS {
+            let (f, h) = tree(&format!("x{i}"));
+            store.commit(&f, &h, Source::Local).unwrap();
+        }
+        // Generations 1 and 2 are gone, and with them "a" and "b".
+        assert_eq!(blobs(), KEEP_GENERATIONS + 1);
+        assert!(matches!(store.files(2), Err(StoreError::NotFound(2))));
+    }
+
+    #[test]
+    fn tampered_blobs_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GenerationStore::open(dir.path()).unwrap();
+        let (f1, h1) = tree("a");
+        store.commit(&f1, &h1, Source::Local).unwrap();
+        let objects = dir.path().join("generations/objects");
+        for entry in fs::read_dir(&objects).unwrap().flatten() {
+            fs::write(entry.path(), b"changed").unwrap();
+        }
+        assert!(matches!(store.files(1), Err(StoreError::Tampered(_))));
     }
 
     #[test]

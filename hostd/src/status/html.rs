@@ -1,10 +1,19 @@
 //! The status page: server-rendered, no JavaScript, readable on a phone.
+//!
+//! Every piece of dynamic text goes through [`escape`]; config errors come
+//! first, since they are what an operator who just pushed a change looks for.
 
 use std::fmt::Write as _;
 
-use super::Status;
+use horcrux_config::Diagnostic;
 
-/// Escapes text for HTML element content and attribute values.
+use super::{ResourceStatus, Status};
+use crate::generation::GenerationInfo;
+
+/// Hex digits of the tree hash shown; the full hash is in the tooltip.
+const SHORT_HASH: usize = 12;
+
+/// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -20,11 +29,13 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem;line-height:1.4}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}\
 th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;word-break:break-word}\
-.errors{background:#fff0f0;border:1px solid #e99;padding:.5rem 1rem}\
-.failed{color:#b00}.converged{color:#070}.pending,.converging{color:#a60}code{font-size:.9em}";
+.errors{background:#fff0f0;border:2px solid #c33;padding:.5rem 1rem;margin:1rem 0}\
+.errors h2{color:#b00;margin-top:.3rem}.hint{color:#555}\
+.failed{color:#b00;font-weight:bold}.converged{color:#070}.pending,.converging,.starting{color:#a60}\
+code{font-size:.9em}";
 
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
@@ -34,85 +45,108 @@ pub fn render(status: &Status) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{node} - Horcrux</title><style>{STYLE}</style></head><body>\
-         <h1>{node}</h1><p>{}</p>",
+         <h1>{node}</h1><p>{}",
         escape(&status.summary())
     );
+    if !status.ready {
+        out.push_str(" <span class=\"starting\">(starting)</span>");
+    }
+    out.push_str("</p>");
+    if !status.config_errors.is_empty() {
+        config_errors(&mut out, &status.config_errors);
+    }
     match &status.generation {
-        Some(g) => {
-            let parent = g.parent.map_or("-".to_string(), |p| p.to_string());
-            let _ = write!(
-                out,
-                "<h2>Generation {}</h2><table><tr><th>source</th><td>{}</td></tr><tr><th>accepted</th><td>{}</td></tr>\
-                 <tr><th>parent</th><td>{parent}</td></tr><tr><th>hash</th><td><code>{}</code></td></tr></table>",
-                g.id,
-                escape(g.source.as_str()),
-                escape(&g.accepted_at),
-                escape(&g.hash)
-            );
-        }
+        Some(g) => generation(&mut out, g),
         None => out
             .push_str("<h2>No generation yet</h2><p>No valid configuration has been accepted.</p>"),
     }
-    if !status.config_errors.is_empty() {
-        let _ = write!(
-            out,
-            "<div class=\"errors\"><h2>Config errors ({})</h2><p>The files on disk are invalid; the generation above keeps running.</p>\
-             <table><tr><th>where</th><th>problem</th></tr>",
-            status.config_errors.len()
-        );
-        for e in &status.config_errors {
-            let location = match (e.line, e.column) {
-                (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file),
-                _ => e.file.clone(),
-            };
-            let hint = e
-                .hint
-                .as_deref()
-                .map(|h| format!("<br><small>{}</small>", escape(h)))
-                .unwrap_or_default();
-            let _ = write!(
-                out,
-                "<tr><td><code>{}</code></td><td>{}{hint}</td></tr>",
-                escape(&location),
-                escape(&e.message)
-            );
-        }
-        out.push_str("</table></div>");
-    }
-    let _ = write!(out, "<h2>Resources ({})</h2>", status.resources.len());
-    if status.resources.is_empty() {
-        out.push_str("<p>Nothing to converge on this node.</p>");
-    } else {
-        out.push_str("<table><tr><th>kind</th><th>name</th><th>state</th><th>detail</th></tr>");
-        for r in &status.resources {
-            let mut detail = r.error.as_deref().map(escape).unwrap_or_default();
-            if r.restart_pending {
-                detail.push_str(" restart pending");
-            }
-            let state = r.state.as_str();
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td></tr>",
-                r.kind,
-                escape(&r.name),
-                detail.trim()
-            );
-        }
-        out.push_str("</table>");
-    }
-    let _ = write!(
+    resources(&mut out, &status.resources);
+    let _ = writeln!(
         out,
-        "<p><small>hostd {} since {} · <a href=\"/status.json\">JSON</a> · <a href=\"/metrics\">metrics</a></small></p></body></html>",
+        "<p><small>hostd {} since {} · <a href=\"/status.json\">JSON</a> · \
+         <a href=\"/metrics\">metrics</a></small></p></body></html>",
         escape(status.version),
         escape(&status.started_at)
     );
     out
 }
 
+fn config_errors(out: &mut String, errors: &[Diagnostic]) {
+    let _ = write!(
+        out,
+        "<div class=\"errors\"><h2>Config errors ({})</h2>\
+         <p>The files on disk are invalid and were not applied; the current generation keeps running.</p>\
+         <table><tr><th>where</th><th>problem</th><th>hint</th></tr>",
+        errors.len()
+    );
+    for e in errors {
+        let location = match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file),
+            (Some(l), None) => format!("{}:{l}", e.file),
+            _ => e.file.clone(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"hint\">{}</td></tr>",
+            escape(&location),
+            escape(&e.message),
+            escape(e.hint.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table></div>");
+}
+
+fn generation(out: &mut String, g: &GenerationInfo) {
+    let parent = g.parent.map_or("-".to_string(), |p| p.to_string());
+    let short: String = g.hash.chars().take(SHORT_HASH).collect();
+    let _ = write!(
+        out,
+        "<h2>Generation {}</h2><table>\
+         <tr><th>source</th><td>{}</td></tr>\
+         <tr><th>accepted</th><td>{}</td></tr>\
+         <tr><th>parent</th><td>{parent}</td></tr>\
+         <tr><th>hash</th><td><code title=\"{}\">{}</code></td></tr></table>",
+        g.id,
+        escape(g.source.as_str()),
+        escape(&g.accepted_at),
+        escape(&g.hash),
+        escape(&short)
+    );
+}
+
+fn resources(out: &mut String, resources: &[ResourceStatus]) {
+    let _ = write!(out, "<h2>Resources ({})</h2>", resources.len());
+    if resources.is_empty() {
+        out.push_str("<p>Nothing to converge on this node.</p>");
+        return;
+    }
+    out.push_str(
+        "<table><tr><th>kind</th><th>name</th><th>state</th><th>error</th><th>restart</th></tr>",
+    );
+    for r in resources {
+        let state = r.state.as_str();
+        let error = match (&r.error, r.attempts) {
+            (Some(e), 0) => escape(e),
+            (Some(e), n) => format!("{} <small>({n} attempts)</small>", escape(e)),
+            (None, _) => String::new(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td class=\"{state}\">{state}</td><td>{error}</td><td>{}</td></tr>",
+            escape(r.kind.as_str()),
+            escape(&r.name),
+            if r.restart_pending { "pending" } else { "" }
+        );
+    }
+    out.push_str("</table>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use horcrux_config::Diagnostic;
+    use crate::generation::Source;
+    use crate::plan::ResourceKind;
+    use crate::status::ResourceState;
 
     #[test]
     fn escapes_everything_dynamic() {
@@ -125,12 +159,54 @@ mod tests {
             hint: Some("a & b".into()),
             snippet: None,
         });
+        status.resources.push(ResourceStatus {
+            kind: ResourceKind::Vm,
+            name: "\"><img src=x>".into(),
+            state: ResourceState::Failed,
+            error: Some("</td><script>".into()),
+            restart_pending: true,
+            attempts: 2,
+        });
         let page = render(&status);
         assert!(!page.contains("<script>"));
+        assert!(!page.contains("<img"));
+        assert!(!page.contains("<b>node"));
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("&lt;b&gt;node&lt;/b&gt;"));
         assert!(page.contains("cluster/vms/x.toml:3:1"));
         assert!(page.contains("a &amp; b"));
+        assert!(page.contains("(2 attempts)"));
         assert!(page.contains("name=\"viewport\""));
+        assert!(!page.contains("<script"), "no script of its own either");
+    }
+
+    #[test]
+    fn errors_come_before_the_generation_and_the_hash_is_short() {
+        let mut status = Status::new("n1".into());
+        status.ready = true;
+        status.generation = Some(GenerationInfo {
+            id: 4,
+            hash: "0123456789abcdef0123".into(),
+            parent: Some(3),
+            source: Source::Push,
+            accepted_at: "2026-01-01T00:00:00Z".into(),
+        });
+        let page = render(&status);
+        assert!(!page.contains("Config errors"));
+        assert!(!page.contains("(starting)"));
+        assert!(page.contains(">0123456789ab</code>"));
+        assert!(page.contains("title=\"0123456789abcdef0123\""));
+        status.config_errors.push(Diagnostic {
+            file: "node.toml".into(),
+            line: None,
+            column: None,
+            message: "unreadable".into(),
+            hint: None,
+            snippet: None,
+        });
+        let page = render(&status);
+        let errors = page.find("Config errors (1)").unwrap();
+        assert!(errors < page.find("Generation 4").unwrap());
+        assert!(page.contains("<code>node.toml</code>"));
     }
 }

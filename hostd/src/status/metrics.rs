@@ -1,16 +1,40 @@
 //! Prometheus text exposition (format 0.0.4).
+//!
+//! Every family has its `# HELP` and `# TYPE` lines before its samples, and
+//! the samples of a family are contiguous. Label values are escaped; the
+//! only free text exported is the generation hash and the version.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::{ResourceState, Status};
 use crate::plan::ResourceKind;
 
 /// Escapes a label value: backslash, double quote and newline.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A sample value as Prometheus spells it (`+Inf`, `-Inf`, `NaN`).
+fn float(value: f64) -> String {
+    if value.is_nan() {
+        "NaN".to_string()
+    } else if value == f64::INFINITY {
+        "+Inf".to_string()
+    } else if value == f64::NEG_INFINITY {
+        "-Inf".to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -24,7 +48,7 @@ pub fn render(status: &Status) -> String {
     let _ = writeln!(
         out,
         "horcrux_build_info{{version=\"{}\"}} 1",
-        label(status.version)
+        escape_label(status.version)
     );
     family(
         &mut out,
@@ -33,14 +57,15 @@ pub fn render(status: &Status) -> String {
         "1 once the first full observe and plan completed.",
     );
     let _ = writeln!(out, "horcrux_ready {}", u8::from(status.ready));
+    family(
+        &mut out,
+        "horcrux_generation_id",
+        "gauge",
+        "Id of the generation being converged (0: none accepted yet).",
+    );
+    let id = status.generation.as_ref().map_or(0, |g| g.id);
+    let _ = writeln!(out, "horcrux_generation_id {id}");
     if let Some(g) = &status.generation {
-        family(
-            &mut out,
-            "horcrux_generation_id",
-            "gauge",
-            "Id of the generation being converged.",
-        );
-        let _ = writeln!(out, "horcrux_generation_id {}", g.id);
         family(
             &mut out,
             "horcrux_generation_info",
@@ -50,8 +75,8 @@ pub fn render(status: &Status) -> String {
         let _ = writeln!(
             out,
             "horcrux_generation_info{{hash=\"{}\",source=\"{}\"}} 1",
-            label(&g.hash),
-            g.source.as_str()
+            escape_label(&g.hash),
+            escape_label(g.source.as_str())
         );
     }
     family(
@@ -100,8 +125,9 @@ pub fn render(status: &Status) -> String {
         "gauge",
         "Resources by kind and convergence state.",
     );
-    let mut kinds: Vec<ResourceKind> = status.resources.iter().map(|r| r.kind).collect();
-    kinds.dedup();
+    // Every state of every kind present, zeros included, so a state that
+    // empties reads 0 instead of vanishing.
+    let kinds: BTreeSet<ResourceKind> = status.resources.iter().map(|r| r.kind).collect();
     for kind in kinds {
         for state in ResourceState::ALL {
             let n = status
@@ -116,6 +142,13 @@ pub fn render(status: &Status) -> String {
             );
         }
     }
+    family(
+        &mut out,
+        "horcrux_apply_runs_total",
+        "counter",
+        "Observe-plan-apply runs completed.",
+    );
+    let _ = writeln!(out, "horcrux_apply_runs_total {}", c.apply_runs);
     let h = &c.apply_duration;
     family(
         &mut out,
@@ -126,7 +159,8 @@ pub fn render(status: &Status) -> String {
     for (bound, count) in h.bounds.iter().zip(&h.buckets) {
         let _ = writeln!(
             out,
-            "horcrux_apply_duration_seconds_bucket{{le=\"{bound}\"}} {count}"
+            "horcrux_apply_duration_seconds_bucket{{le=\"{}\"}} {count}",
+            float(*bound)
         );
     }
     let _ = writeln!(
@@ -134,7 +168,11 @@ pub fn render(status: &Status) -> String {
         "horcrux_apply_duration_seconds_bucket{{le=\"+Inf\"}} {}",
         h.count
     );
-    let _ = writeln!(out, "horcrux_apply_duration_seconds_sum {}", h.sum_seconds);
+    let _ = writeln!(
+        out,
+        "horcrux_apply_duration_seconds_sum {}",
+        float(h.sum_seconds)
+    );
     let _ = writeln!(out, "horcrux_apply_duration_seconds_count {}", h.count);
     out
 }
@@ -221,5 +259,53 @@ mod tests {
             get("horcrux_generation_info{hash=\"ab\\\"c\",source=\"push\"}"),
             Some(1.0)
         );
+    }
+
+    fn resource(kind: ResourceKind, name: &str, state: ResourceState) -> ResourceStatus {
+        ResourceStatus {
+            kind,
+            name: name.into(),
+            state,
+            error: None,
+            restart_pending: false,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn every_state_of_every_kind_once_in_any_resource_order() {
+        let mut status = Status::new("n1".into());
+        status.resources = vec![
+            resource(ResourceKind::Vm, "a", ResourceState::Converged),
+            resource(ResourceKind::Network, "br0", ResourceState::Pending),
+            resource(ResourceKind::Vm, "b", ResourceState::Converged),
+        ];
+        let text = render(&status);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("horcrux_resources{"))
+            .collect();
+        assert_eq!(series.len(), 2 * ResourceState::ALL.len(), "{text}");
+        assert!(series.contains(&"horcrux_resources{kind=\"vm\",state=\"converged\"} 2"));
+        assert!(series.contains(&"horcrux_resources{kind=\"network\",state=\"failed\"} 0"));
+        assert!(!text.contains("kind=\"volume\""));
+    }
+
+    #[test]
+    fn without_a_generation_the_id_is_zero_and_info_absent() {
+        let text = render(&Status::new("n1".into()));
+        let samples = parse(&text);
+        assert!(samples.contains(&("horcrux_generation_id".to_string(), 0.0)));
+        assert!(!text.contains("horcrux_generation_info"));
+        assert!(samples.contains(&("horcrux_config_valid".to_string(), 1.0)));
+        assert!(samples.contains(&("horcrux_ready".to_string(), 0.0)));
+    }
+
+    #[test]
+    fn label_values_and_special_floats_are_escaped() {
+        assert_eq!(escape_label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(float(f64::INFINITY), "+Inf");
+        assert_eq!(float(f64::NAN), "NaN");
+        assert_eq!(float(0.25), "0.25");
     }
 }
