@@ -2,15 +2,19 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build check-examples test lint fmt-check unit fuzz docs bench
+.PHONY: all build demo check-examples test lint fmt-check unit fuzz docs bench
 
 all: build
 
 build:
 	$(CARGO) build --release --workspace
 
-## The README's first command (until the appliance image exists): build and
-## validate the example trees, showing what `horcrux check` reports.
+## The README's first command: run hostd on the single-node example and
+## print its status URL (the appliance image replaces this later).
+demo:
+	scripts/demo.sh
+
+## Build and validate the example trees, showing what `horcrux check` reports.
 check-examples: build
 	@for tree in examples/*/; do \
 	  echo "== horcrux check $$tree"; \

@@ -322,3 +322,38 @@ fn restart_resumes_the_last_generation_without_a_new_one() {
     assert_eq!(s["generation"]["id"], 1);
     assert_eq!(s["generation"]["hash"], first["generation"]["hash"]);
 }
+
+#[test]
+fn plan_exit_codes_follow_the_tree() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/single-node");
+    let (code, out, _) = horcrux(&["plan", examples.to_str().unwrap()]);
+    // No backend drives resources yet, so a valid tree has nothing pending.
+    assert_eq!((code, out.as_str()), (0, "No changes.\n"));
+    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/broken-tree");
+    let (code, out, err) = horcrux(&["plan", broken.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("the config tree is invalid; nothing would be applied"),
+        "{err}"
+    );
+    assert!(out.contains("unknown key `cpu`"), "{out}");
+}
+
+#[test]
+fn many_files_written_at_once_become_one_generation() {
+    let node = Node::start("single-node");
+    node.wait_for(|s| s["generation"]["id"] == 1, "generation 1");
+    let vms = node.config().join("cluster/vms");
+    for i in 0..25 {
+        std::fs::write(
+            vms.join(format!("bulk-{i}.toml")),
+            "cpus = 1\nmemory = \"512MiB\"\n",
+        )
+        .unwrap();
+    }
+    let s = node.wait_for(|s| s["generation"]["id"] == 2, "generation 2");
+    assert_eq!(s["config_errors"].as_array().unwrap().len(), 0);
+    // Give a second (wrong) generation every chance to appear.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.status()["generation"]["id"], 2);
+}

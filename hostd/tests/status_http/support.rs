@@ -225,12 +225,11 @@ fn parse_labels(rest: &str) -> Option<(String, &str)> {
         }
         loop {
             match chars.next()?.1 {
-                '\\' => {
-                    // Only \\, \" and \n are escapes in label values.
-                    if !matches!(chars.next()?.1, '\\' | '"' | 'n') {
-                        return None;
-                    }
-                }
+                // Only \\, \" and \n are escapes in label values.
+                '\\' => match chars.next()?.1 {
+                    '\\' | '"' | 'n' => {}
+                    _ => return None,
+                },
                 '"' => break,
                 '\n' => return None,
                 _ => {}
