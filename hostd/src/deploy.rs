@@ -6,21 +6,16 @@
 //! outside the layout that hostd reads (`secrets/`, dotfiles) are kept.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
-use crate::fsutil::{replace_file, sync_dir, write_synced};
+use crate::fsutil::{PathError, at, replace_file, sync_dir, write_synced};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("refusing to write outside the config directory: {0}")]
     BadPath(String),
     #[error("the tree has files outside node.toml and cluster/: {0}")]
@@ -28,12 +23,7 @@ pub enum DeployError {
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DeployError {
-    let path = path.to_path_buf();
-    move |source| DeployError::Io {
-        action,
-        path,
-        source,
-    }
+    at(action, path)
 }
 
 /// Replaces node.toml (when the tree has one) and the whole `cluster/`

@@ -2,7 +2,30 @@
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A failed file operation, naming what was done to which path.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {path}")]
+pub struct PathError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// `map_err` adapter: `fs::read(&p).map_err(at("read", &p))?`.
+pub fn at<E: From<PathError>>(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> E {
+    let path = path.to_path_buf();
+    move |source| {
+        PathError {
+            action,
+            path,
+            source,
+        }
+        .into()
+    }
+}
 
 /// Writes a file (creating parent directories) and fsyncs it.
 pub fn write_synced(path: &Path, content: &[u8]) -> io::Result<()> {

@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod errors;
 pub mod fsutil;
 pub mod generation;
+pub mod paths;
 pub mod plan;
 pub mod readiness;
 pub mod status;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use horcrux_config::model::FileKind;
 use horcrux_hostd::cli::{Outcome, check, generations, plan, schema};
+use horcrux_hostd::paths::Dirs;
 
 #[derive(Parser)]
 #[command(
@@ -53,12 +54,8 @@ enum Command {
     Rollback {
         /// Generation id, as listed by `horcrux generations`.
         id: u64,
-        #[arg(long, default_value = "/etc/horcrux")]
-        config_dir: PathBuf,
-        #[arg(long, default_value = "/var/lib/horcrux")]
-        state_dir: PathBuf,
-        #[arg(long, default_value = "/run/horcrux")]
-        run_dir: PathBuf,
+        #[command(flatten)]
+        dirs: Dirs,
     },
     /// Print the Markdown config reference (docs/config-reference.md).
     #[command(hide = true)]
@@ -84,12 +81,9 @@ fn main() -> ExitCode {
         Command::Schema { kind } => Outcome::ok(schema::run(kind)),
         Command::Plan { dir } => plan::run(&dir),
         Command::Generations { state_dir, json } => generations::list(&state_dir, json),
-        Command::Rollback {
-            id,
-            config_dir,
-            state_dir,
-            run_dir,
-        } => generations::rollback(id, &config_dir, &state_dir, &run_dir),
+        Command::Rollback { id, dirs } => {
+            generations::rollback(id, &dirs.config_dir, &dirs.state_dir, &dirs.run_dir)
+        }
         Command::Reference => Outcome::ok(horcrux_config::reference::markdown()),
     };
     // A closed pipe (`horcrux check | head`) is not worth a panic.

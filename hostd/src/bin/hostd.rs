@@ -1,13 +1,13 @@
 //! `hostd`: the node daemon. Thin: arguments, logging, signals.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use horcrux_hostd::daemon::{self, Options};
 use horcrux_hostd::errors::chain;
+use horcrux_hostd::paths::Dirs;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -20,12 +20,8 @@ use tracing_subscriber::util::SubscriberInitExt as _;
     about = "Horcrux node daemon: makes this node match /etc/horcrux"
 )]
 struct Args {
-    #[arg(long, default_value = "/etc/horcrux")]
-    config_dir: PathBuf,
-    #[arg(long, default_value = "/var/lib/horcrux")]
-    state_dir: PathBuf,
-    #[arg(long, default_value = "/run/horcrux")]
-    run_dir: PathBuf,
+    #[command(flatten)]
+    dirs: Dirs,
     /// Listen here instead of node.toml's `[status] listen`.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -58,7 +54,7 @@ async fn main() -> ExitCode {
         listen: args.listen,
         rescan_every: args.rescan_every,
         drift_every: args.drift_every,
-        ..Options::with_dirs(args.config_dir, args.state_dir, args.run_dir)
+        ..Options::with_dirs(args.dirs.config_dir, args.dirs.state_dir, args.dirs.run_dir)
     };
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),

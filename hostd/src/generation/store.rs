@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use sha2::{Digest, Sha256};
 
 use super::{GenerationInfo, Source, TreeHash};
-use crate::fsutil::sync_dir;
+use crate::fsutil::{PathError, at, sync_dir};
 
 /// How many generations are kept; older ones are pruned.
 pub const KEEP_GENERATIONS: usize = 50;
@@ -30,13 +30,8 @@ const OBJECTS: &str = "objects";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {action} {path}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error("generation {0} does not exist")]
     NotFound(u64),
     #[error("generation file {path} is corrupt")]
@@ -52,12 +47,7 @@ pub enum StoreError {
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
-    let path = path.to_path_buf();
-    move |source| StoreError::Io {
-        action,
-        path,
-        source,
-    }
+    at(action, path)
 }
 
 fn sha256_hex(content: &[u8]) -> String {
