@@ -357,3 +357,45 @@ fn many_files_written_at_once_become_one_generation() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(node.status()["generation"]["id"], 2);
 }
+
+/// systemd's notify protocol is one datagram per message on the socket in
+/// NOTIFY_SOCKET; this test is the receiving end systemd would be.
+#[test]
+fn notifies_systemd_ready_status_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dirs = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/single-node"),
+        &dirs.path().join("etc"),
+    );
+    let socket_path = dirs.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let addr = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_hostd"))
+        .args(["--config-dir", dirs.path().join("etc").to_str().unwrap()])
+        .args(["--state-dir", dirs.path().join("state").to_str().unwrap()])
+        .args(["--run-dir", dirs.path().join("run").to_str().unwrap()])
+        .args(["--listen", &addr.to_string()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node = Node { child, addr, dirs };
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.iter().any(|m: &String| m.contains("READY=1"))
+        && seen.iter().any(|m| m.contains("WATCHDOG=1")))
+    {
+        let n = socket
+            .recv(&mut buf)
+            .expect("a notification before the hang guard");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ready = seen.iter().find(|m| m.contains("READY=1")).unwrap();
+    assert!(ready.contains("STATUS=generation 1;"), "{ready}");
+    // The endpoint agrees with what systemd was told.
+    assert_eq!(node.status()["ready"], true);
+}
