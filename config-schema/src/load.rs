@@ -101,6 +101,14 @@ impl Walk {
             };
             let target = if meta.file_type().is_symlink() {
                 match path.canonicalize() {
+                    // secrets/ is never read, not even through a link.
+                    Ok(t) if t.starts_with(self.root.join("secrets")) => {
+                        self.problem(
+                            rel,
+                            "symlink points into secrets/, which is never read".into(),
+                        );
+                        continue;
+                    }
                     Ok(t) if t.starts_with(&self.root) => t,
                     Ok(_) if is_toml || path.is_dir() => {
                         self.problem(rel, "symlink points outside the config directory".into());

@@ -245,3 +245,27 @@ fn a_file_as_root_is_a_load_error() {
         other => panic!("expected LoadError::NotADirectory, got {other:?}"),
     }
 }
+
+#[test]
+fn symlinks_into_secrets_are_refused_unread() {
+    let dir = base_root();
+    write(dir.path(), "secrets/gossip.key", "key = \"very secret\"\n");
+    symlink(
+        dir.path().join("secrets/gossip.key"),
+        dir.path().join("cluster/vms/leak.toml"),
+    )
+    .expect("ln");
+    let errors = load(dir.path()).expect("loads").errors;
+    assert_only(
+        &errors,
+        whole(
+            "cluster/vms/leak.toml",
+            "symlink points into secrets/, which is never read",
+        ),
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| !format!("{e:?}").contains("very secret"))
+    );
+}

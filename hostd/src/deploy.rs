@@ -6,7 +6,9 @@
 //! outside the layout that hostd reads (`secrets/`, dotfiles) are kept.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Component, Path};
+
+use horcrux_config::assemble::is_config_path;
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
@@ -27,44 +29,77 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Deplo
 }
 
 /// Replaces node.toml (when the tree has one) and the whole `cluster/`
-/// directory with `files` (`(relative path, content)`).
+/// directory with `files` (`(relative path, content)`). Files in `cluster/`
+/// that are not config (`.git`, notes, editor files) are carried over.
 pub fn deploy_tree(config_dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), DeployError> {
     let mut node_toml = None;
-    let stage = config_dir.join(format!(".cluster.new-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&stage);
-    fs::create_dir_all(&stage).map_err(io("create", &stage))?;
+    let mut cluster = Vec::new();
     for (rel, content) in files {
         let safe = !rel.is_empty()
             && Path::new(rel)
                 .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !safe {
-            return Err(DeployError::BadPath(rel.clone()));
-        }
-        if rel == "node.toml" {
-            node_toml = Some(content);
-        } else if let Some(inner) = rel.strip_prefix("cluster/") {
-            let path = stage.join(inner);
-            write_synced(&path, content).map_err(io("write", &path))?;
-        } else {
-            return Err(DeployError::Unexpected(rel.clone()));
+                .all(|c| matches!(c, Component::Normal(_)));
+        match rel.strip_prefix("cluster/") {
+            _ if !safe => return Err(DeployError::BadPath(rel.clone())),
+            _ if rel == "node.toml" => node_toml = Some(content),
+            Some(inner) => cluster.push((inner, content)),
+            None => return Err(DeployError::Unexpected(rel.clone())),
         }
     }
-    sync_dir(&stage).map_err(io("sync", &stage))?;
+    let stage = config_dir.join(format!(".cluster.new-{}", std::process::id()));
+    // A leftover (or planted symlink) is removed, never followed; then the
+    // stage must be created fresh by us.
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir(&stage).map_err(io("create", &stage))?;
+    for (inner, content) in cluster {
+        let path = stage.join(inner);
+        write_synced(&path, content).map_err(io("write", &path))?;
+    }
     let live = config_dir.join("cluster");
-    if live.exists() {
-        renameat_with(CWD, &stage, CWD, &live, RenameFlags::EXCHANGE)
-            .map_err(|e| io("swap in", &live)(e.into()))?;
-        // `stage` now holds the previous cluster/.
-        fs::remove_dir_all(&stage).map_err(io("remove", &stage))?;
-    } else {
-        fs::rename(&stage, &live).map_err(io("rename", &live))?;
-    }
+    carry_over(&live, &stage, "")?;
+    sync_dir(&stage).map_err(io("sync", &stage))?;
     if let Some(content) = node_toml {
         let dest = config_dir.join("node.toml");
         replace_file(&dest, content).map_err(io("replace", &dest))?;
     }
-    sync_dir(config_dir).map_err(io("sync", config_dir))
+    if live.exists() {
+        renameat_with(CWD, &stage, CWD, &live, RenameFlags::EXCHANGE)
+            .map_err(|e| io("swap in", &live)(e.into()))?;
+    } else {
+        fs::rename(&stage, &live).map_err(io("rename", &live))?;
+    }
+    sync_dir(config_dir).map_err(io("sync", config_dir))?;
+    // `stage` now holds the previous cluster/ (or nothing).
+    let _ = fs::remove_dir_all(&stage);
+    Ok(())
+}
+
+/// Moves what is not config from the live `cluster/` into the stage:
+/// dot-directories whole (a `.git` is renamed, not copied), other files
+/// copied. Symlinks are left behind.
+fn carry_over(live: &Path, stage: &Path, prefix: &str) -> Result<(), DeployError> {
+    let Ok(entries) = fs::read_dir(live) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = format!("{prefix}{name}");
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let (from, to) = (entry.path(), stage.join(&rel));
+        if kind.is_dir() && name.starts_with('.') {
+            fs::rename(&from, &to).map_err(io("move", &from))?;
+        } else if kind.is_dir() {
+            carry_over(&from, stage, &format!("{rel}/"))?;
+        } else if kind.is_file() && !is_config_path(&format!("cluster/{rel}")) {
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent).map_err(io("create", parent))?;
+            }
+            fs::copy(&from, &to).map_err(io("copy", &from))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -82,6 +117,9 @@ mod tests {
         fs::create_dir_all(root.join("cluster/vms")).unwrap();
         fs::create_dir_all(root.join("secrets")).unwrap();
         fs::write(root.join("cluster/vms/old.toml"), "x").unwrap();
+        fs::create_dir_all(root.join("cluster/.git/objects")).unwrap();
+        fs::write(root.join("cluster/.git/HEAD"), "ref").unwrap();
+        fs::write(root.join("cluster/vms/NOTES.md"), "mine").unwrap();
         fs::write(root.join("secrets/gossip.key"), "k").unwrap();
         fs::write(root.join("node.toml"), "name = \"a\"").unwrap();
         let files = vec![
@@ -96,6 +134,8 @@ mod tests {
         );
         assert_eq!(read(root, "cluster/vms/old.toml"), None);
         assert_eq!(read(root, "secrets/gossip.key").as_deref(), Some("k"));
+        assert_eq!(read(root, "cluster/.git/HEAD").as_deref(), Some("ref"));
+        assert_eq!(read(root, "cluster/vms/NOTES.md").as_deref(), Some("mine"));
         let leftovers: Vec<_> = fs::read_dir(root)
             .unwrap()
             .flatten()

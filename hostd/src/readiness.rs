@@ -22,16 +22,13 @@ pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
-/// Pings the watchdog at half its interval. The ping runs on the same
-/// runtime as the main loop, so a wedged runtime stops the pings and
-/// systemd restarts hostd (VMs are separate units and keep running).
-pub fn spawn_watchdog() -> Option<tokio::task::JoinHandle<()>> {
-    let interval = sd_notify::watchdog_enabled()?;
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval / 2);
-        loop {
-            tick.tick().await;
-            send(&[NotifyState::Watchdog]);
-        }
-    }))
+/// How often to ping the watchdog (half of WatchdogSec), if it is on.
+/// The main loop pings, so a wedged loop stops the pings and systemd
+/// restarts hostd (VMs are separate units and keep running).
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    sd_notify::watchdog_enabled().map(|d| d / 2)
+}
+
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
 }

@@ -40,7 +40,7 @@ pub fn list(state_dir: &Path, json: bool) -> Outcome {
             g.accepted_at,
             g.source.as_str(),
             parent,
-            &g.hash[..12.min(g.hash.len())]
+            short(&g.hash)
         );
     }
     Outcome::ok(out)
@@ -83,6 +83,7 @@ pub fn rollback(id: u64, config_dir: &Path, state_dir: &Path, run_dir: &Path) ->
         return fail(&e);
     }
     if let Err(e) = deploy_tree(config_dir, &files) {
+        hint::withdraw(run_dir);
         return fail(&e);
     }
     let _ = writeln!(
@@ -90,7 +91,7 @@ pub fn rollback(id: u64, config_dir: &Path, state_dir: &Path, run_dir: &Path) ->
         "rolled back {} to generation {} ({}); hostd records it as a new generation with source \"rollback\"",
         config_dir.display(),
         target.id,
-        &target.hash[..12.min(target.hash.len())]
+        short(&target.hash)
     );
     Outcome::ok(notes)
 }
@@ -125,4 +126,9 @@ fn backup_unsaved(
         crate::fsutil::write_synced(&dir.join(rel), content)?;
     }
     Ok(Some(dir))
+}
+
+/// The first 12 characters of a hash (stored metadata is not trusted to be hex).
+fn short(hash: &str) -> String {
+    hash.chars().take(12).collect()
 }

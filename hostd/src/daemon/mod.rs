@@ -87,6 +87,7 @@ pub async fn run(
         })?;
     }
     let store = GenerationStore::open(&opts.state_dir)?;
+    store.recover()?;
     let status = StatusHandle::new(Status::new(fallback_node_name()));
     let mut daemon = Daemon {
         reconciler: Reconciler::new(status.clone(), backends),
@@ -105,7 +106,7 @@ pub async fn run(
     let mut rescan = tokio::time::interval(daemon.opts.rescan_every);
     let mut trigger = Trigger::new(daemon.opts.drift_every);
     rescan.tick().await;
-    let _watchdog = readiness::spawn_watchdog();
+    let mut watchdog = readiness::watchdog_interval().map(tokio::time::interval);
 
     daemon.reload().await;
     if daemon.current.is_none() {
@@ -130,6 +131,12 @@ pub async fn run(
                 daemon.reloader.forget();
                 daemon.reload().await;
             }
+            _ = async {
+                match watchdog.as_mut() {
+                    Some(tick) => { tick.tick().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => readiness::watchdog(),
             wake = trigger.wait(daemon.reconciler.next_retry()) => {
                 tracing::debug!(?wake, "observing");
                 daemon.converge().await;

@@ -50,11 +50,19 @@ impl Reloader {
         if self.last_seen.as_ref() == Some(&seen) {
             return Ok(Outcome::Unchanged);
         }
-        self.last_seen = Some(seen);
         let checked = check_files(files);
         let config = match checked.into_valid() {
+            Ok(config) if config.node.is_none() => {
+                // `horcrux check` accepts a cluster/ tree alone (a laptop
+                // copy); a node without its identity must not run it.
+                self.last_seen = Some(seen);
+                return Ok(Outcome::Rejected(vec![missing_node_toml()]));
+            }
             Ok(config) => config,
-            Err(errors) => return Ok(Outcome::Rejected(errors)),
+            Err(errors) => {
+                self.last_seen = Some(seen);
+                return Ok(Outcome::Rejected(errors));
+            }
         };
         let contents: Vec<(String, Vec<u8>)> = config
             .sources
@@ -62,8 +70,15 @@ impl Reloader {
             .map(|(_, f)| (f.path.clone(), f.text.as_bytes().to_vec()))
             .collect();
         let hash = tree_hash(contents.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
+        if hint::pending(run_dir).is_some_and(|announced| announced != hash.0) {
+            // A rollback or push is replacing the tree right now: this is
+            // a mix of old and new. Its completion triggers another look.
+            return Ok(Outcome::Unchanged);
+        }
         let source = hint::take(run_dir, &hash);
         let (generation, new) = store.commit(&contents, &hash, source)?;
+        // Only now: a failed commit must be retried by the next rescan.
+        self.last_seen = Some(seen);
         Ok(Outcome::Accepted {
             generation,
             config: Box::new(config),
@@ -74,6 +89,19 @@ impl Reloader {
     /// Forget what was seen, so the next reload re-validates (SIGHUP).
     pub fn forget(&mut self) {
         self.last_seen = None;
+    }
+}
+
+fn missing_node_toml() -> Diagnostic {
+    Diagnostic {
+        file: "node.toml".into(),
+        line: None,
+        column: None,
+        message: "node.toml is missing: hostd needs this node's name".into(),
+        hint: Some(
+            "restore node.toml (it is never replicated), e.g. from `horcrux generations`".into(),
+        ),
+        snippet: None,
     }
 }
 

@@ -44,13 +44,36 @@ impl StatusServer {
         }
         let listener = match TcpListener::bind(addr).await {
             Ok(l) => l,
+            // Same port, other address (0.0.0.0:8006 -> 10.0.0.11:8006):
+            // the old listener holds it. Let go, then take it back if the
+            // new address cannot be had either.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && self.running.is_some() => {
+                let old = self.running.as_ref().map(|r| r.addr);
+                self.stop().await;
+                match TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "cannot listen for the status endpoint; keeping the old address");
+                        if let Some(old) = old
+                            && let Ok(l) = TcpListener::bind(old).await
+                        {
+                            self.start(l, old);
+                        }
+                        return;
+                    }
+                }
+            }
             Err(e) => {
                 tracing::error!(%addr, error = %e, "cannot listen for the status endpoint");
                 return;
             }
         };
-        let bound = listener.local_addr().unwrap_or(addr);
         self.stop().await;
+        self.start(listener, addr);
+    }
+
+    fn start(&mut self, listener: TcpListener, addr: SocketAddr) {
+        let bound = listener.local_addr().unwrap_or(addr);
         let (stop, stopped) = oneshot::channel();
         let status = self.status.clone();
         let task = tokio::spawn(async move {
@@ -68,5 +91,29 @@ impl StatusServer {
             let _ = running.stop.send(());
             let _ = running.task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Status;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn moves_to_another_address_on_the_same_port() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = StatusServer::new(StatusHandle::new(Status::new("n".into())));
+        let loopback = SocketAddr::from(([127, 0, 0, 1], port));
+        let any = SocketAddr::from(([0, 0, 0, 0], port));
+        server.ensure(loopback).await;
+        assert_eq!(server.running.as_ref().map(|r| r.addr), Some(loopback));
+        server.ensure(any).await;
+        assert_eq!(server.running.as_ref().map(|r| r.addr), Some(any));
+        assert!(tokio::net::TcpStream::connect(loopback).await.is_ok());
+        server.stop().await;
     }
 }

@@ -44,6 +44,20 @@ pub fn announce(run_dir: &Path, source: Source, hash: Option<&TreeHash>) -> std:
     replace_file(&path(run_dir), &json)
 }
 
+/// Takes back an announcement whose change did not happen (a failed
+/// rollback), so reloads are not held back waiting for it.
+pub fn withdraw(run_dir: &Path) {
+    let _ = fs::remove_file(path(run_dir));
+}
+
+/// The tree hash a fresh hint announces, if any: while it differs from
+/// what is on disk, the announced change is still being written.
+pub fn pending(run_dir: &Path) -> Option<String> {
+    let hint: Hint = serde_json::from_slice(&fs::read(path(run_dir)).ok()?).ok()?;
+    let fresh = now().saturating_sub(hint.written_at) <= MAX_AGE.as_secs();
+    if fresh { hint.hash } else { None }
+}
+
 /// The source of a newly accepted tree: the announced one if a fresh hint
 /// matches it (the hint is then consumed), else [`Source::Local`].
 pub fn take(run_dir: &Path, hash: &TreeHash) -> Source {
@@ -81,6 +95,21 @@ mod tests {
         assert_eq!(take(dir.path(), &TreeHash("other".into())), Source::Local);
         assert_eq!(take(dir.path(), &hash), Source::Rollback);
         assert_eq!(take(dir.path(), &hash), Source::Local);
+    }
+
+    #[test]
+    fn pending_reports_only_fresh_hashed_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(pending(dir.path()), None);
+        announce(dir.path(), Source::Rollback, Some(&TreeHash("abc".into()))).unwrap();
+        assert_eq!(pending(dir.path()).as_deref(), Some("abc"));
+        let stale = Hint {
+            source: Source::Rollback,
+            hash: Some("abc".into()),
+            written_at: 0,
+        };
+        fs::write(path(dir.path()), serde_json::to_vec(&stale).unwrap()).unwrap();
+        assert_eq!(pending(dir.path()), None);
     }
 
     #[test]

@@ -65,18 +65,28 @@ pub struct GenerationStore {
 }
 
 impl GenerationStore {
-    /// Opens (creating if needed) the store under `state_dir`, removing
-    /// half-written generations left by a crash.
+    /// Opens (creating if needed) the store under `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let dir = state_dir.join("generations");
         let objects = dir.join(OBJECTS);
         fs::create_dir_all(&objects).map_err(io("create", &objects))?;
-        for entry in fs::read_dir(&dir).map_err(io("read", &dir))?.flatten() {
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                let _ = fs::remove_dir_all(entry.path());
+        Ok(GenerationStore { dir })
+    }
+
+    /// Removes half-written generations and blobs left by a crash. Only
+    /// the daemon, the one writer, calls this: a CLI reading the store
+    /// while hostd commits must not delete hostd's work in progress.
+    pub fn recover(&self) -> Result<(), StoreError> {
+        for dir in [self.dir.clone(), self.dir.join(OBJECTS)] {
+            for entry in fs::read_dir(&dir).map_err(io("read", &dir))?.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TMP_PREFIX) || name.ends_with(".tmp") {
+                    let _ =
+                        fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
+                }
             }
         }
-        Ok(GenerationStore { dir })
+        Ok(())
     }
 
     fn path_of(&self, id: u64) -> PathBuf {
@@ -133,6 +143,14 @@ impl GenerationStore {
         manifest
             .into_iter()
             .map(|(rel, hash)| {
+                // The manifest is read back from disk: only a hash may name a blob.
+                if hash.len() != 64
+                    || !hash
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    return Err(StoreError::Tampered(rel));
+                }
                 let path = self.object(&hash);
                 let content = fs::read(&path).map_err(io("read", &path))?;
                 if sha256_hex(&content) != hash {
@@ -159,6 +177,7 @@ impl GenerationStore {
             return Ok((latest.clone(), false));
         }
         let mut manifest = Manifest::new();
+        let mut new_blobs = Vec::new();
         for (rel, content) in files {
             let safe = !rel.is_empty()
                 && Path::new(rel)
@@ -172,9 +191,17 @@ impl GenerationStore {
             if !path.exists() {
                 let tmp = path.with_extension("tmp");
                 fs::write(&tmp, content).map_err(io("write", &tmp))?;
-                fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+                new_blobs.push((tmp, path));
             }
             manifest.insert(rel.clone(), blob);
+        }
+        // Blobs get their final names only once their contents are on
+        // disk, so a crash never leaves a truncated blob to be reused.
+        if !new_blobs.is_empty() {
+            self.syncfs()?;
+            for (tmp, path) in &new_blobs {
+                fs::rename(tmp, path).map_err(io("rename", path))?;
+            }
         }
         let id = latest.as_ref().map_or(1, |g| g.id + 1);
         let info = GenerationInfo {
@@ -206,14 +233,22 @@ impl GenerationStore {
             let path = tmp.join(name);
             fs::write(&path, bytes).map_err(io("write", &path))?;
         }
-        // One flush for every blob and file above, instead of one each.
-        let dir = fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
-        rustix::fs::syncfs(&dir).map_err(|e| io("sync", &self.dir)(e.into()))?;
+        // One flush for the blob renames and the files above, instead of
+        // one fsync each.
+        self.syncfs()?;
         let dest = self.path_of(id);
         fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
         sync_dir(&self.dir).map_err(io("sync", &self.dir))?;
-        self.prune()?;
+        // The generation is committed; failing to tidy up must not say otherwise.
+        if let Err(e) = self.prune() {
+            tracing::warn!(error = %crate::errors::chain(&e), "cannot prune old generations");
+        }
         Ok((info, true))
+    }
+
+    fn syncfs(&self) -> Result<(), StoreError> {
+        let dir = fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io("sync", &self.dir)(e.into()))
     }
 
     /// Drops generations beyond [`KEEP_GENERATIONS`] and the blobs only
@@ -294,9 +329,16 @@ mod tests {
             let (f, h) = tree(&format!("n{i}"));
             store.commit(&f, &h, Source::Local).unwrap();
         }
-        // A crash mid-commit leaves a temporary directory behind.
-        fs::create_dir_all(dir.path().join("generations/.tmp-99-1/tree")).unwrap();
+        // A crash mid-commit leaves a temporary directory and blob behind.
+        fs::create_dir_all(dir.path().join("generations/.tmp-99-1")).unwrap();
+        fs::write(dir.path().join("generations/objects/ab.tmp"), b"half").unwrap();
         let store = GenerationStore::open(dir.path()).unwrap();
+        assert!(
+            dir.path().join("generations/.tmp-99-1").exists(),
+            "open alone must not clean up"
+        );
+        store.recover().unwrap();
+        assert!(!dir.path().join("generations/objects/ab.tmp").exists());
         let all = store.list().unwrap();
         assert_eq!(all.len(), KEEP_GENERATIONS);
         assert_eq!(all.first().map(|g| g.id), Some(6));
@@ -339,6 +381,10 @@ mod tests {
         for entry in fs::read_dir(&objects).unwrap().flatten() {
             fs::write(entry.path(), b"changed").unwrap();
         }
+        assert!(matches!(store.files(1), Err(StoreError::Tampered(_))));
+        // A manifest naming something other than a blob is refused unread.
+        let manifest = dir.path().join("generations/0000000001/manifest.json");
+        fs::write(&manifest, br#"{"node.toml": "../../../../dev/zero"}"#).unwrap();
         assert!(matches!(store.files(1), Err(StoreError::Tampered(_))));
     }
 
