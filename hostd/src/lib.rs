@@ -1,6 +1,7 @@
 //! Horcrux node daemon and operator CLI.
 
 pub mod apply;
+pub mod backend;
 pub mod cli;
 pub mod daemon;
 

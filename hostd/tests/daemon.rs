@@ -405,8 +405,16 @@ fn losing_node_toml_is_an_error_not_a_new_generation() {
     let node = Node::start("cluster-3");
     node.wait_for(|s| s["generation"]["id"] == 1, "generation 1");
     std::fs::remove_file(node.config().join("node.toml")).unwrap();
-    let s = node.wait_for(|s| !s["config_errors"].as_array().unwrap().is_empty(), "config errors");
+    let s = node.wait_for(
+        |s| !s["config_errors"].as_array().unwrap().is_empty(),
+        "config errors",
+    );
     assert_eq!(s["generation"]["id"], 1);
     assert_eq!(s["config_errors"][0]["file"], "node.toml");
-    assert!(s["config_errors"][0]["message"].as_str().unwrap().contains("node.toml is missing"));
+    assert!(
+        s["config_errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("node.toml is missing")
+    );
 }

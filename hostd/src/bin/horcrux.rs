@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use horcrux_config::model::FileKind;
-use horcrux_hostd::cli::{Outcome, check, generations, plan, schema};
+use horcrux_hostd::backend::Layout;
+use horcrux_hostd::cli::{Outcome, check, generations, plan, render, schema};
 use horcrux_hostd::paths::Dirs;
 
 #[derive(Parser)]
@@ -41,6 +42,17 @@ enum Command {
     Plan {
         #[arg(default_value = "/etc/horcrux")]
         dir: PathBuf,
+    },
+    /// Print every artifact hostd would create on a node (systemd units,
+    /// QEMU command lines) without touching the system.
+    Render {
+        #[command(flatten)]
+        dirs: Dirs,
+        /// The node to render; default: the name in node.toml.
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: render::Format,
     },
     /// List the accepted config generations (the audit log), newest last.
     Generations {
@@ -80,6 +92,12 @@ fn main() -> ExitCode {
         Command::Check { dir, format } => check::run(&dir, format),
         Command::Schema { kind } => Outcome::ok(schema::run(kind)),
         Command::Plan { dir } => plan::run(&dir),
+        Command::Render { dirs, node, format } => render::run(
+            &dirs.config_dir,
+            node.as_deref(),
+            format,
+            &Layout::new(dirs.run_dir, dirs.state_dir),
+        ),
         Command::Generations { state_dir, json } => generations::list(&state_dir, json),
         Command::Rollback { id, dirs } => {
             generations::rollback(id, &dirs.config_dir, &dirs.state_dir, &dirs.run_dir)

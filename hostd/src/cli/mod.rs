@@ -4,6 +4,7 @@
 pub mod check;
 pub mod generations;
 pub mod plan;
+pub mod render;
 pub mod report;
 pub mod schema;
 

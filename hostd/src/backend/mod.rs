@@ -1,0 +1,14 @@
+//! Drivers for the systems hostd manages. Today only the pure part exists:
+//! what hostd would create for a node (QEMU argv, systemd units), rendered
+//! from a valid config without touching the system.
+
+pub mod artifacts;
+pub mod naming;
+pub mod qemu;
+pub mod systemd;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+pub use artifacts::{Artifacts, RenderError, render_node};
+pub use naming::Layout;
