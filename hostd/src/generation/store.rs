@@ -7,10 +7,11 @@
 //! ```
 //!
 //! An edit of one file in a 10,000-file tree stores one blob and a
-//! manifest, not a copy of the tree. New blobs and the generation directory
-//! are made durable with one `syncfs` (per-file fsync of a large first tree
-//! would take seconds), then the directory is renamed into place: a crash
-//! leaves the whole generation or none of it.
+//! manifest, not a copy of the tree. New blobs are flushed before they get
+//! their names (one fsync each when there are few; one `syncfs` for a large
+//! first tree, where thousands of fsyncs would take a minute), then the
+//! generation directory is flushed and renamed into place: a crash leaves
+//! the whole generation or none of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -177,7 +178,7 @@ impl GenerationStore {
             return Ok((latest.clone(), false));
         }
         let mut manifest = Manifest::new();
-        let mut new_blobs = Vec::new();
+        let mut new_blobs = BTreeMap::new();
         for (rel, content) in files {
             let safe = !rel.is_empty()
                 && Path::new(rel)
@@ -188,18 +189,20 @@ impl GenerationStore {
             }
             let blob = sha256_hex(content);
             let path = self.object(&blob);
-            if !path.exists() {
+            // Several files may share one content (and so one blob).
+            if !path.exists() && !new_blobs.contains_key(&blob) {
                 let tmp = path.with_extension("tmp");
                 fs::write(&tmp, content).map_err(io("write", &tmp))?;
-                new_blobs.push((tmp, path));
+                new_blobs.insert(blob.clone(), (tmp, path));
             }
             manifest.insert(rel.clone(), blob);
         }
         // Blobs get their final names only once their contents are on
         // disk, so a crash never leaves a truncated blob to be reused.
         if !new_blobs.is_empty() {
-            self.syncfs()?;
-            for (tmp, path) in &new_blobs {
+            let tmps: Vec<PathBuf> = new_blobs.values().map(|(tmp, _)| tmp.clone()).collect();
+            self.flush(&tmps)?;
+            for (tmp, path) in new_blobs.values() {
                 fs::rename(tmp, path).map_err(io("rename", path))?;
             }
         }
@@ -229,13 +232,17 @@ impl GenerationStore {
             ),
             ("meta.json", encode(serde_json::to_vec_pretty(&info))?),
         ];
+        let mut written = Vec::new();
         for (name, bytes) in documents {
             let path = tmp.join(name);
             fs::write(&path, bytes).map_err(io("write", &path))?;
+            written.push(path);
         }
-        // One flush for the blob renames and the files above, instead of
-        // one fsync each.
-        self.syncfs()?;
+        self.flush(&written)?;
+        let objects = self.dir.join(OBJECTS);
+        for dir in [&objects, &tmp] {
+            sync_dir(dir).map_err(io("sync", dir))?;
+        }
         let dest = self.path_of(id);
         fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
         sync_dir(&self.dir).map_err(io("sync", &self.dir))?;
@@ -246,9 +253,20 @@ impl GenerationStore {
         Ok((info, true))
     }
 
-    fn syncfs(&self) -> Result<(), StoreError> {
-        let dir = fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
-        rustix::fs::syncfs(&dir).map_err(|e| io("sync", &self.dir)(e.into()))
+    /// Makes `files` durable: fsync each, or one `syncfs` when there are
+    /// so many that per-file fsyncs would dominate.
+    fn flush(&self, files: &[PathBuf]) -> Result<(), StoreError> {
+        const SYNCFS_ABOVE: usize = 64;
+        if files.len() > SYNCFS_ABOVE {
+            let dir = fs::File::open(&self.dir).map_err(io("open", &self.dir))?;
+            return rustix::fs::syncfs(&dir).map_err(|e| io("sync", &self.dir)(e.into()));
+        }
+        for file in files {
+            fs::File::open(file)
+                .and_then(|f| f.sync_all())
+                .map_err(io("sync", file))?;
+        }
+        Ok(())
     }
 
     /// Drops generations beyond [`KEEP_GENERATIONS`] and the blobs only
@@ -369,6 +387,25 @@ mod tests {
         // Generations 1 and 2 are gone, and with them "a" and "b".
         assert_eq!(blobs(), KEEP_GENERATIONS + 1);
         assert!(matches!(store.files(2), Err(StoreError::NotFound(2))));
+    }
+
+    #[test]
+    fn files_with_identical_contents_share_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GenerationStore::open(dir.path()).unwrap();
+        let files = vec![
+            ("cluster/vms/a.toml".to_string(), b"cpus = 1\n".to_vec()),
+            ("cluster/vms/b.toml".to_string(), b"cpus = 1\n".to_vec()),
+        ];
+        let hash = tree_hash(files.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
+        store.commit(&files, &hash, Source::Local).unwrap();
+        assert_eq!(store.files(1).unwrap(), files);
+        assert_eq!(
+            fs::read_dir(dir.path().join("generations/objects"))
+                .unwrap()
+                .count(),
+            1
+        );
     }
 
     #[test]
