@@ -1,7 +1,5 @@
 //! Public keys: SSH keys for cloud-init and minisign keys for signed changes.
 
-use std::fmt;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -17,15 +15,10 @@ const SSH_KEY_TYPES: &[&str] = &[
     "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
-/// An OpenSSH public key line: "ssh-ed25519 AAAA... comment".
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SshPublicKey(String);
-
-impl fmt::Display for SshPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+super::string_newtype!(
+    /// An OpenSSH public key line: "ssh-ed25519 AAAA... comment".
+    SshPublicKey
+);
 
 impl ParseStr for SshPublicKey {
     const EXPECTED: &'static str = "an SSH public key";
@@ -67,23 +60,14 @@ super::string_value!(
     "An OpenSSH public key line, e.g. \"ssh-ed25519 AAAA... ops@laptop\"."
 );
 
-/// A minisign public key in its base64 form ("RWQ...").
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MinisignKey(String);
+super::string_newtype!(
+    /// A minisign public key in its base64 form ("RWQ...").
+    MinisignKey
+);
 
 impl MinisignKey {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     pub fn public_key(&self) -> Option<minisign_verify::PublicKey> {
         minisign_verify::PublicKey::from_base64(&self.0).ok()
-    }
-}
-
-impl fmt::Display for MinisignKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

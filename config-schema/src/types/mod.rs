@@ -15,6 +15,30 @@ pub use path::{AbsPath, ConfigPath};
 pub use size::ByteSize;
 pub use time::Duration;
 
+/// Declares a validated string newtype: the struct, `as_str` and
+/// `Display`. Validation lives in its `ParseStr` impl, the only way to
+/// build one.
+macro_rules! string_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
+
 /// Makes a [`ParseStr`](crate::decode::ParseStr) + `Display` type a complete
 /// config value: decoded from a TOML string, serialized as its text, and
 /// described in the JSON Schema as a string.

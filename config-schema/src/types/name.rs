@@ -1,24 +1,11 @@
 //! Names: resources, network interfaces, ZFS datasets, environment variables.
 
-use std::fmt;
-
 use crate::decode::{ParseStr, ValueError};
 
-/// A resource, node or cluster name: `^[a-z][a-z0-9-]{0,62}$`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ResourceName(String);
-
-impl ResourceName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ResourceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+super::string_newtype!(
+    /// A resource, node or cluster name: `^[a-z][a-z0-9-]{0,62}$`.
+    ResourceName
+);
 
 impl ParseStr for ResourceName {
     const EXPECTED: &'static str = "a name";
@@ -50,21 +37,10 @@ super::string_value!(
     pattern = "^[a-z][a-z0-9-]{0,62}$"
 );
 
-/// A Linux network interface name (at most 15 bytes, no '/', ':' or spaces).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct InterfaceName(String);
-
-impl InterfaceName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for InterfaceName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+super::string_newtype!(
+    /// A Linux network interface name (at most 15 bytes, no '/', ':' or spaces).
+    InterfaceName
+);
 
 impl ParseStr for InterfaceName {
     const EXPECTED: &'static str = "an interface name";
@@ -92,24 +68,15 @@ super::string_value!(
     pattern = "^[^/:\\s]{1,15}$"
 );
 
-/// A ZFS pool or dataset path such as `tank` or `tank/vms`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ZfsDataset(String);
+super::string_newtype!(
+    /// A ZFS pool or dataset path such as `tank` or `tank/vms`.
+    ZfsDataset
+);
 
 impl ZfsDataset {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The pool this dataset lives in (its first component).
     pub fn pool(&self) -> &str {
         self.0.split('/').next().unwrap_or(&self.0)
-    }
-}
-
-impl fmt::Display for ZfsDataset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -136,15 +103,10 @@ super::string_value!(
     "A ZFS pool or dataset, e.g. \"tank\" or \"tank/vms\"."
 );
 
-/// An environment variable name: `^[A-Za-z_][A-Za-z0-9_]*$`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EnvName(String);
-
-impl fmt::Display for EnvName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+super::string_newtype!(
+    /// An environment variable name: `^[A-Za-z_][A-Za-z0-9_]*$`.
+    EnvName
+);
 
 impl ParseStr for EnvName {
     const EXPECTED: &'static str = "an environment variable name";
