@@ -31,9 +31,10 @@ pub fn escape(text: &str) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1rem;max-width:60rem;line-height:1.4}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}\
-th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;word-break:break-word}\
+th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ddd;vertical-align:top;overflow-wrap:anywhere}\
 .errors{background:#fff0f0;border:2px solid #c33;padding:.5rem 1rem;margin:1rem 0}\
 .errors h2{color:#b00;margin-top:.3rem}.hint{color:#555}\
+.errors ol{padding-left:1.2rem}.errors li{margin:.6rem 0}.errors code{overflow-wrap:anywhere}\
 .failed{color:#b00;font-weight:bold}.converged{color:#070}.pending,.converging,.starting{color:#a60}\
 code{font-size:.9em}";
 
@@ -53,7 +54,7 @@ pub fn render(status: &Status) -> String {
     }
     out.push_str("</p>");
     if !status.config_errors.is_empty() {
-        config_errors(&mut out, &status.config_errors);
+        config_errors(&mut out, &status.config_errors, status.generation.is_some());
     }
     match &status.generation {
         Some(g) => generation(&mut out, g),
@@ -71,12 +72,16 @@ pub fn render(status: &Status) -> String {
     out
 }
 
-fn config_errors(out: &mut String, errors: &[Diagnostic]) {
+fn config_errors(out: &mut String, errors: &[Diagnostic], running: bool) {
+    let consequence = if running {
+        "the current generation keeps running"
+    } else {
+        "nothing is applied until they are fixed"
+    };
     let _ = write!(
         out,
         "<div class=\"errors\"><h2>Config errors ({})</h2>\
-         <p>The files on disk are invalid and were not applied; the current generation keeps running.</p>\
-         <table><tr><th>where</th><th>problem</th><th>hint</th></tr>",
+         <p>The files on disk are invalid and were not applied; {consequence}.</p><ol>",
         errors.len()
     );
     for e in errors {
@@ -87,13 +92,16 @@ fn config_errors(out: &mut String, errors: &[Diagnostic]) {
         };
         let _ = write!(
             out,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"hint\">{}</td></tr>",
+            "<li><code>{}</code><br>{}{}</li>",
             escape(&location),
             escape(&e.message),
-            escape(e.hint.as_deref().unwrap_or(""))
+            e.hint
+                .as_deref()
+                .map(|h| format!("<br><span class=\"hint\">{}</span>", escape(h)))
+                .unwrap_or_default()
         );
     }
-    out.push_str("</table></div>");
+    out.push_str("</ol></div>");
 }
 
 fn generation(out: &mut String, g: &GenerationInfo) {
