@@ -35,10 +35,26 @@ impl std::fmt::Debug for Reconciler {
 
 impl Reconciler {
     pub fn new(status: StatusHandle, backends: Vec<Arc<dyn Backend>>) -> Self {
+        let mut executor = Executor::new(Backoff::default());
+        // Show each resource's progress (converging, failed) as it happens,
+        // not only when the whole run is over.
+        let live = status.clone();
+        executor.on_change(move |changed| {
+            live.update(|s| {
+                match s
+                    .resources
+                    .iter_mut()
+                    .find(|r| r.kind == changed.kind && r.name == changed.name)
+                {
+                    Some(r) => *r = changed.clone(),
+                    None => s.resources.push(changed.clone()),
+                }
+            });
+        });
         Reconciler {
             status,
             backends,
-            executor: Executor::new(Backoff::default()),
+            executor,
         }
     }
 

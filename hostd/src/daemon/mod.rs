@@ -14,7 +14,7 @@ use horcrux_config::{Config, Diagnostic};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
-use crate::apply::{Backend, Trigger};
+use crate::apply::{Backend, DEFAULT_DRIFT_INTERVAL, Trigger};
 use crate::errors::chain;
 use crate::generation::{GenerationStore, StoreError};
 use crate::readiness;
@@ -45,7 +45,7 @@ impl Options {
             run_dir,
             listen: None,
             rescan_every: Duration::from_secs(60),
-            drift_every: Duration::from_secs(30),
+            drift_every: DEFAULT_DRIFT_INTERVAL,
         }
     }
 }
