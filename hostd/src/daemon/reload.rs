@@ -108,14 +108,15 @@ fn missing_node_toml() -> Diagnostic {
 /// A hash of everything that could change the outcome, including files
 /// that could not be read (a permissions fix must trigger a re-check).
 fn fingerprint(files: &[TreeFile]) -> TreeHash {
-    let framed: Vec<(String, Vec<u8>)> = files
+    // Runs on every rescan: borrow the contents, only paths are rebuilt.
+    let framed: Vec<(String, &[u8])> = files
         .iter()
         .map(|f| match &f.content {
-            Ok(bytes) => (f.path.clone(), bytes.clone()),
-            Err(e) => (format!("{}\0unreadable", f.path), e.clone().into_bytes()),
+            Ok(bytes) => (f.path.clone(), bytes.as_slice()),
+            Err(e) => (format!("{}\0unreadable", f.path), e.as_bytes()),
         })
         .collect();
-    tree_hash(framed.iter().map(|(p, c)| (p.as_str(), c.as_slice())))
+    tree_hash(framed.iter().map(|(p, c)| (p.as_str(), *c)))
 }
 
 /// The config of a stored generation, for starting up where we left off.
