@@ -2,17 +2,28 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build demo check-examples test lint fmt-check unit fuzz docs bench
+.PHONY: all build demo check-examples test lint fmt-check unit fuzz docs bench image e2e
 
 all: build
 
 build:
 	$(CARGO) build --release --workspace
 
-## The README's first command: run hostd on the single-node example and
-## print its status URL (the appliance image replaces this later).
+## The README's first command: boot an appliance node from the image under
+## QEMU with examples/single-node pushed in; prints the status URL and how
+## to push with git and rsync (`scripts/demo.sh --local`: hostd on this machine).
 demo:
 	scripts/demo.sh
+
+## The bootable appliance disk image, cached by input hash under
+## target/image-cache (HORCRUX_IMAGE_CACHE); prints its path.
+image:
+	scripts/image.sh
+
+## The appliance end to end: build (or reuse) the image, boot a node under
+## QEMU TCG, push with git and rsync, kill -9 hostd, reboot.
+e2e:
+	scripts/e2e.sh
 
 ## Build and validate the example trees, showing what `horcrux check` reports.
 check-examples: build
@@ -24,7 +35,7 @@ check-examples: build
 	@./target/release/horcrux check tests/fixtures/broken-tree; test $$? -eq 1
 
 ## The README's second command: everything CI runs.
-test: fmt-check lint unit fuzz
+test: fmt-check lint unit fuzz e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -735,3 +735,25 @@ ports = "22"
         ],
     );
 }
+
+#[test]
+fn direct_boot_needs_an_absolute_kernel_path() {
+    let vm = r#"[boot]
+kernel = "boot/vmlinuz"
+cmdline = 3
+"#;
+    let missing = "[boot]\ninitrd = \"/srv/initrd\"\n";
+    let diags = check(&[
+        ("node.toml", "name = \"node1\"\n"),
+        ("cluster/vms/a.toml", vm),
+        ("cluster/vms/b.toml", missing),
+    ]);
+    assert_errors(
+        &diags,
+        &[
+            at("cluster/vms/a.toml", 2, 10, "is not absolute"),
+            at("cluster/vms/a.toml", 3, 11, "expected a string"),
+            at("cluster/vms/b.toml", 1, 1, "missing required key `kernel`"),
+        ],
+    );
+}

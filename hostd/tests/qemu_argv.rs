@@ -116,7 +116,7 @@ fn start_paused(name: &str, argv: &[String], run: &Path, disks: &Path, state: &P
     }
     let run_dir = run.join("vm").join(name);
     std::fs::create_dir_all(&run_dir).unwrap();
-    std::fs::write(run_dir.join("cloud-init.iso"), vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(run_dir.join("cloud-init.img"), vec![0u8; 1 << 20]).unwrap();
     let state_dir = state.join("vm").join(name);
     std::fs::create_dir_all(&state_dir).unwrap();
     std::fs::copy(

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::decode::{Bounded, ParseStr, Spanned, Table, ValueError};
-use crate::types::{ByteSize, Duration, IfaceAddr, MacAddr, ResourceName, SshPublicKey};
+use crate::types::{AbsPath, ByteSize, Duration, IfaceAddr, MacAddr, ResourceName, SshPublicKey};
 use crate::{decode_table, keyword_enum};
 
 use super::State;
@@ -83,6 +83,9 @@ pub struct Vm {
     pub cloud_init: Option<CloudInit>,
     /// Periodic snapshots of every disk, with retention.
     pub snapshots: Option<SnapshotSchedule>,
+    /// Direct kernel boot: QEMU loads a kernel (and initrd) from the node
+    /// instead of booting from a disk.
+    pub boot: Option<DirectBoot>,
 }
 
 fn default_state() -> Spanned<State> {
@@ -130,6 +133,7 @@ fn read_vm(t: &mut Table) -> Option<Vm> {
     let nics = t.list("nic");
     let cloud_init = t.optional::<CloudInit>("cloud_init").map(|c| c.value);
     let snapshots = t.optional::<SnapshotSchedule>("snapshots").map(|s| s.value);
+    let boot = t.optional::<DirectBoot>("boot").map(|b| b.value);
     Some(Vm {
         node,
         state,
@@ -143,9 +147,36 @@ fn read_vm(t: &mut Table) -> Option<Vm> {
         nics,
         cloud_init,
         snapshots,
+        boot,
     })
 }
 decode_table!(Vm, read_vm);
+
+/// Direct kernel boot (QEMU `-kernel`, `-initrd`, `-append`), for
+/// appliances and test guests that need no boot loader. The files are
+/// read on the node running the VM when it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectBoot {
+    /// Absolute path of the kernel image on the node.
+    pub kernel: Spanned<AbsPath>,
+    /// Absolute path of the initial ramdisk on the node.
+    pub initrd: Option<Spanned<AbsPath>>,
+    /// Kernel command line.
+    pub cmdline: Option<Spanned<String>>,
+}
+
+fn read_direct_boot(t: &mut Table) -> Option<DirectBoot> {
+    let kernel = t.required("kernel");
+    let initrd = t.optional("initrd");
+    let cmdline = t.optional("cmdline");
+    Some(DirectBoot {
+        kernel: kernel?,
+        initrd,
+        cmdline,
+    })
+}
+decode_table!(DirectBoot, read_direct_boot);
 
 /// One virtual disk, a volume on a storage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]

@@ -80,6 +80,8 @@ impl Entry {
             error: self.error.clone(),
             restart_pending: self.restart_pending,
             attempts: self.attempts,
+            desired: BTreeMap::new(),
+            observed: BTreeMap::new(),
         }
     }
 }

@@ -9,8 +9,8 @@ use horcrux_config::types::ResourceName;
 use serde::Serialize;
 
 use super::naming::{self, Layout};
-use super::qemu::{self, ArgvError};
-use super::systemd;
+use super::qemu::ArgvError;
+use super::vm::render_vm;
 
 /// The artifacts of one node. `nftables`, `volumes` and `links` stay empty
 /// until the firewall, storage and network backends fill them.
@@ -92,10 +92,10 @@ pub fn render_node(config: &Config, node: &str, layout: &Layout) -> Result<Artif
                 });
             }
         }
-        let argv = qemu::vm_argv(config, name, layout)?;
-        let unit = systemd::vm_unit(name.as_str(), vm, &argv);
-        out.units.insert(naming::unit_name(name.as_str()), unit);
-        out.qemu.insert(name.to_string(), argv);
+        let rendered = render_vm(config, name, vm, layout)?;
+        out.units
+            .insert(naming::unit_name(name.as_str()), rendered.unit);
+        out.qemu.insert(name.to_string(), rendered.argv);
     }
     Ok(out)
 }

@@ -3,9 +3,11 @@
 //! from a valid config without touching the system.
 
 pub mod artifacts;
+pub mod cloud_init;
 pub mod naming;
 pub mod qemu;
 pub mod systemd;
+pub mod vm;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use horcrux_config::model::FileKind;
 use horcrux_hostd::backend::Layout;
-use horcrux_hostd::cli::{Outcome, check, generations, plan, render, schema};
+use horcrux_hostd::cli::{
+    Outcome, check, console, deploy, generations, plan, purge, render, schema, vm_shutdown,
+};
 use horcrux_hostd::paths::Dirs;
 
 #[derive(Parser)]
@@ -69,9 +71,74 @@ enum Command {
         #[command(flatten)]
         dirs: Dirs,
     },
+    /// Check a tree and write it into the config directory atomically,
+    /// announced to hostd as a push (used by the git and rsync receivers).
+    /// A tree without node.toml keeps the node's own. Exit 1: invalid tree,
+    /// nothing changed.
+    Deploy {
+        /// The tree to deploy (node.toml, cluster/).
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        dirs: Dirs,
+        /// Wait this long for hostd to accept the tree, e.g. `30s`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        wait: Option<std::time::Duration>,
+        /// Only check, as the deploy would; write nothing.
+        #[arg(long)]
+        check_only: bool,
+    },
+    /// Attach this terminal to a VM's serial console (root only); escape
+    /// with Ctrl-].
+    ///
+    /// Without a terminal (a pipe), input is sent as is, and after it ends
+    /// output is copied until the VM has been quiet for a second.
+    Console {
+        /// The VM.
+        vm: String,
+        /// The config tree, only read to explain why a VM is not running.
+        #[arg(long, default_value = "/etc/horcrux")]
+        config_dir: PathBuf,
+        /// Runtime files of hostd, where the console sockets are.
+        #[arg(long, default_value = "/run/horcrux")]
+        run_dir: PathBuf,
+    },
+    /// Delete what a removed VM left on this node (its disks and UEFI
+    /// variables). Refuses while the VM is defined or running; without
+    /// --yes only lists what it would delete.
+    Purge {
+        #[command(subcommand)]
+        what: PurgeWhat,
+    },
     /// Print the Markdown config reference (docs/config-reference.md).
     #[command(hide = true)]
     Reference,
+    /// Stop a VM's QEMU gracefully: ACPI power button, wait up to
+    /// --timeout for the guest to power off, then quit. The ExecStop= of
+    /// each VM unit. Exit 0 when QEMU is gone (or was not running).
+    #[command(name = "vm-shutdown", hide = true)]
+    VmShutdown {
+        /// The VM's QMP socket.
+        #[arg(long)]
+        qmp: PathBuf,
+        /// How long the guest may take to power off, e.g. "120s", "2m".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum PurgeWhat {
+    /// A VM's disks and state.
+    Vm {
+        /// The VM whose file was removed.
+        name: String,
+        #[command(flatten)]
+        dirs: Dirs,
+        /// Delete, instead of listing what would be deleted.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn parse_kind(s: &str) -> Result<FileKind, String> {
@@ -102,7 +169,43 @@ fn main() -> ExitCode {
         Command::Rollback { id, dirs } => {
             generations::rollback(id, &dirs.config_dir, &dirs.state_dir, &dirs.run_dir)
         }
+        Command::Deploy {
+            from,
+            dirs,
+            wait,
+            check_only,
+        } => deploy::run(
+            &from,
+            &deploy::Target {
+                config_dir: &dirs.config_dir,
+                state_dir: &dirs.state_dir,
+                run_dir: &dirs.run_dir,
+                wait,
+                check_only,
+            },
+        ),
+        Command::Console {
+            vm,
+            config_dir,
+            run_dir,
+        } => console::run(
+            &vm,
+            &config_dir,
+            &Layout {
+                run_dir,
+                ..Layout::default()
+            },
+        ),
+        Command::Purge {
+            what: PurgeWhat::Vm { name, dirs, yes },
+        } => purge::vm(
+            &name,
+            &dirs.config_dir,
+            &Layout::new(dirs.run_dir, dirs.state_dir),
+            yes,
+        ),
         Command::Reference => Outcome::ok(horcrux_config::reference::markdown()),
+        Command::VmShutdown { qmp, timeout } => vm_shutdown::run(&qmp, timeout),
     };
     // A closed pipe (`horcrux check | head`) is not worth a panic.
     let _ = std::io::stdout().write_all(stdout.as_bytes());

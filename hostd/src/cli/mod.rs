@@ -2,11 +2,15 @@
 //! code; argument parsing lives in the binary.
 
 pub mod check;
+pub mod console;
+pub mod deploy;
 pub mod generations;
 pub mod plan;
+pub mod purge;
 pub mod render;
 pub mod report;
 pub mod schema;
+pub mod vm_shutdown;
 
 /// Exit codes shared by the subcommands.
 pub mod exit {

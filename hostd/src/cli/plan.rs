@@ -6,6 +6,7 @@ use std::path::Path;
 
 use super::{Outcome, exit, report};
 use crate::apply::observe_all;
+use crate::backend::Layout;
 use crate::daemon::{backends, desired_state};
 use crate::plan::render_plan;
 
@@ -31,7 +32,7 @@ pub fn run(dir: &Path) -> Outcome {
             return Outcome::error(exit::INVALID, &format!("horcrux plan: cannot start: {e}"));
         }
     };
-    let backends = backends();
+    let backends = backends(&Layout::default());
     let desired = desired_state(&backends, &config);
     let plan = runtime.block_on(async { observe_all(&backends).await.plan(&desired) });
     let code = u8::try_from(plan.exit_code()).unwrap_or(exit::INVALID);

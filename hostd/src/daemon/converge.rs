@@ -6,8 +6,8 @@ use horcrux_config::Config;
 use tokio::time::Instant;
 
 use crate::apply::{Backend, Backoff, Executor, observe_all};
-use crate::plan::Desired;
-use crate::status::StatusHandle;
+use crate::plan::{Desired, Observed};
+use crate::status::{ResourceStatus, StatusHandle};
 
 /// What every registered backend wants of the config, sorted by id (the
 /// planner's fast path).
@@ -46,7 +46,15 @@ impl Reconciler {
                     .iter_mut()
                     .find(|r| r.kind == changed.kind && r.name == changed.name)
                 {
-                    Some(r) => *r = changed.clone(),
+                    Some(r) => {
+                        // Keep the fields of the last observation until
+                        // the run ends and a new one replaces them.
+                        let desired = std::mem::take(&mut r.desired);
+                        let observed = std::mem::take(&mut r.observed);
+                        *r = changed.clone();
+                        r.desired = desired;
+                        r.observed = observed;
+                    }
                     None => s.resources.push(changed.clone()),
                 }
             });
@@ -82,11 +90,37 @@ impl Reconciler {
         for (id, error) in &report.failed {
             tracing::warn!(resource = %id, %error, "apply failed");
         }
-        let resources = self.executor.statuses();
+        // Show what the system looks like after the run, not before it.
+        let observation = if plan.actions.is_empty() {
+            observation
+        } else {
+            observe_all(&self.backends).await
+        };
+        let mut resources = self.executor.statuses();
+        with_fields(&mut resources, &desired, &observation.observed);
         self.status.update(|s| {
             report.record(&mut s.counters.apply_duration);
             s.counters.apply_runs += 1;
             s.resources = resources;
         });
+    }
+}
+
+/// Copies each resource's desired and observed fields into its status
+/// (both lists are sorted by id, as `desired_state` and `observe_all`
+/// return them).
+fn with_fields(resources: &mut [ResourceStatus], desired: &[Desired], observed: &[Observed]) {
+    for status in resources {
+        let key = (status.kind, status.name.as_str());
+        if let Ok(i) = desired.binary_search_by(|d| (d.id.kind, d.id.name.as_str()).cmp(&key)) {
+            status.desired = desired[i]
+                .fields
+                .iter()
+                .map(|(name, field)| (name.clone(), field.value.clone()))
+                .collect();
+        }
+        if let Ok(i) = observed.binary_search_by(|o| (o.id.kind, o.id.name.as_str()).cmp(&key)) {
+            status.observed = observed[i].fields.clone();
+        }
     }
 }

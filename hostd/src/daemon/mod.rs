@@ -15,6 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
 use crate::apply::{Backend, DEFAULT_DRIFT_INTERVAL, Trigger};
+use crate::backend::Layout;
+use crate::backend::vm::{VmBackend, orphans};
 use crate::errors::chain;
 use crate::generation::{GenerationStore, StoreError};
 use crate::readiness;
@@ -69,8 +71,8 @@ pub enum DaemonError {
 /// The drivers this node converges through. Backends register here as
 /// they land (VMs, networks, firewall, volumes); `horcrux plan` uses the
 /// same list so it shows exactly what hostd would do.
-pub fn backends() -> Vec<Arc<dyn Backend>> {
-    Vec::new()
+pub fn backends(layout: &Layout) -> Vec<Arc<dyn Backend>> {
+    vec![VmBackend::shared(layout.clone())]
 }
 
 /// Runs until `shutdown` completes. Workloads are never touched on the
@@ -79,7 +81,7 @@ pub async fn run(
     opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let backends = backends();
+    let backends = backends(&Layout::new(&opts.run_dir, &opts.state_dir));
     for dir in [&opts.state_dir, &opts.run_dir] {
         std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
             path: dir.clone(),
@@ -261,6 +263,11 @@ impl Daemon {
             self.server.ensure(listen).await;
         }
         self.reconciler.converge(self.current.as_deref()).await;
+        if let Some(config) = &self.current {
+            let layout = Layout::new(&self.opts.run_dir, &self.opts.state_dir);
+            let orphaned = orphans::find(config, &layout);
+            self.status.update(|s| s.orphaned_vms = orphaned);
+        }
     }
 }
 

@@ -95,6 +95,10 @@ pub struct Desired {
     /// Whether a restart needed by a change may be done automatically
     /// (a VM with `restart = "auto"`).
     pub auto_restart: bool,
+    /// What the backend needs to apply the resource (a unit's text, a
+    /// seed's documents), keyed by name: neither compared nor shown.
+    #[serde(skip)]
+    pub payload: BTreeMap<String, String>,
 }
 
 /// A resource as read back from the real system.
@@ -120,6 +124,7 @@ impl Desired {
             fields: BTreeMap::new(),
             depends_on: Vec::new(),
             auto_restart: false,
+            payload: BTreeMap::new(),
         }
     }
 
@@ -154,6 +159,12 @@ impl Desired {
 
     pub fn auto_restart(mut self, auto: bool) -> Self {
         self.auto_restart = auto;
+        self
+    }
+
+    /// Attaches data for [`crate::apply::Backend::apply`].
+    pub fn payload(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.payload.insert(name.into(), value.into());
         self
     }
 }

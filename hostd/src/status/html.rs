@@ -9,6 +9,8 @@ use horcrux_config::Diagnostic;
 
 use super::{ResourceStatus, Status};
 use crate::generation::GenerationInfo;
+use crate::backend::vm::orphans::OrphanedVm;
+use crate::plan::ResourceKind;
 
 /// Hex digits of the tree hash shown; the full hash is in the tooltip.
 const SHORT_HASH: usize = 12;
@@ -62,6 +64,8 @@ pub fn render(status: &Status) -> String {
             .push_str("<h2>No generation yet</h2><p>No valid configuration has been accepted.</p>"),
     }
     resources(&mut out, &status.resources);
+    vms(&mut out, &status.resources);
+    orphans(&mut out, &status.orphaned_vms);
     let _ = writeln!(
         out,
         "<p><small>hostd {} since {} · <a href=\"/status.json\">JSON</a> · \
@@ -149,11 +153,74 @@ fn resources(out: &mut String, resources: &[ResourceStatus]) {
     out.push_str("</table>");
 }
 
+/// What each VM should be and is: run state, unit state, QEMU's own run
+/// state, uptime, and the hardware it was given.
+fn vms(out: &mut String, resources: &[ResourceStatus]) {
+    let vms: Vec<&ResourceStatus> = resources
+        .iter()
+        .filter(|r| r.kind == ResourceKind::Vm)
+        .collect();
+    if vms.is_empty() {
+        return;
+    }
+    let _ = write!(out, "<h2>Virtual machines ({})</h2>", vms.len());
+    out.push_str(
+        "<table><tr><th>name</th><th>wanted</th><th>is</th><th>unit</th><th>QEMU</th>\
+         <th>up since</th><th>CPUs</th><th>memory</th><th>restart</th></tr>",
+    );
+    let get = |map: &std::collections::BTreeMap<String, String>, key: &str| {
+        map.get(key).map_or_else(String::new, |v| escape(v))
+    };
+    for vm in vms {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&vm.name),
+            get(&vm.desired, "state"),
+            get(&vm.observed, "state"),
+            get(&vm.observed, "unit_state"),
+            get(&vm.observed, "qmp"),
+            get(&vm.observed, "since"),
+            get(&vm.desired, "cpus"),
+            get(&vm.desired, "memory"),
+            if vm.restart_pending { "pending" } else { "" }
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// Data kept from removed VMs, with the command that deletes it.
+fn orphans(out: &mut String, orphans: &[OrphanedVm]) {
+    if orphans.is_empty() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<h2>Orphaned VM data ({})</h2><p>Kept from VMs no longer placed on this node; \
+         delete with <code>horcrux purge vm NAME</code>.</p><ul>",
+        orphans.len()
+    );
+    for orphan in orphans {
+        let paths: Vec<String> = orphan
+            .paths
+            .iter()
+            .map(|p| escape(&p.to_string_lossy()))
+            .collect();
+        let _ = write!(
+            out,
+            "<li><b>{}</b>: {}</li>",
+            escape(&orphan.name),
+            paths.join(", ")
+        );
+    }
+    out.push_str("</ul>");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::generation::Source;
-    use crate::plan::ResourceKind;
     use crate::status::ResourceState;
 
     #[test]
@@ -174,8 +241,25 @@ mod tests {
             error: Some("</td><script>".into()),
             restart_pending: true,
             attempts: 2,
+            desired: [("state", "running"), ("memory", "<i>")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            observed: [("unit_state", "failed (<u>)")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
         });
         let page = render(&status);
+        assert!(page.contains("<h2>Virtual machines (1)</h2>"));
+        assert!(!page.contains("Orphaned VM data"));
+        status.orphaned_vms.push(OrphanedVm {
+            name: "<old>".into(),
+            paths: vec!["/srv/vm-<old>-disk0.qcow2".into()],
+        });
+        let page = render(&status);
+        assert!(page.contains("<h2>Orphaned VM data (1)</h2>"), "{page}");
+        assert!(page.contains("<b>&lt;old&gt;</b>: /srv/vm-&lt;old&gt;-disk0.qcow2"));
+        assert!(page.contains("<td>failed (&lt;u&gt;)</td>"), "{page}");
+        assert!(!page.contains("<i>") && !page.contains("<u>"));
         assert!(!page.contains("<script>"));
         assert!(!page.contains("<img"));
         assert!(!page.contains("<b>node"));

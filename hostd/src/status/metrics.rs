@@ -2,12 +2,16 @@
 //!
 //! Every family has its `# HELP` and `# TYPE` lines before its samples, and
 //! the samples of a family are contiguous. Label values are escaped; the
-//! only free text exported is the generation hash and the version.
+//! only free text exported is the generation hash, the version and VM
+//! names.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::{ResourceState, Status};
+use horcrux_config::decode::ParseStr as _;
+use horcrux_config::types::ByteSize;
+
+use super::{ResourceState, ResourceStatus, Status};
 use crate::plan::ResourceKind;
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -174,7 +178,49 @@ pub fn render(status: &Status) -> String {
         float(h.sum_seconds)
     );
     let _ = writeln!(out, "horcrux_apply_duration_seconds_count {}", h.count);
+    vms(&mut out, &status.resources);
     out
+}
+
+/// Per-VM gauges: whether it runs, what it was given, whether a restart
+/// is waiting.
+fn vms(out: &mut String, resources: &[ResourceStatus]) {
+    let vms: Vec<&ResourceStatus> = resources
+        .iter()
+        .filter(|r| r.kind == ResourceKind::Vm)
+        .collect();
+    if vms.is_empty() {
+        return;
+    }
+    type Value = fn(&ResourceStatus) -> Option<f64>;
+    let gauges: [(&str, &str, Value); 4] = [
+        ("horcrux_vm_up", "1 when the VM's QEMU is running.", |r| {
+            let running = r.observed.get("state").is_some_and(|s| s == "running");
+            Some(f64::from(u8::from(running)))
+        }),
+        ("horcrux_vm_vcpus", "Virtual CPUs configured.", |r| {
+            r.desired.get("cpus")?.parse().ok()
+        }),
+        ("horcrux_vm_memory_bytes", "Memory configured, in bytes.", |r| {
+            let size = ByteSize::parse_str(r.desired.get("memory")?).ok()?;
+            // Exact below 2^53, far beyond any VM's memory.
+            #[allow(clippy::cast_precision_loss)]
+            Some(size.bytes() as f64)
+        }),
+        (
+            "horcrux_vm_restart_pending",
+            "1 when a hardware change waits for the VM to restart.",
+            |r| Some(f64::from(u8::from(r.restart_pending))),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        for vm in &vms {
+            if let Some(v) = value(vm) {
+                let _ = writeln!(out, "{name}{{vm=\"{}\"}} {}", escape_label(&vm.name), float(v));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -231,8 +277,14 @@ mod tests {
             name: "web".into(),
             state: ResourceState::Failed,
             error: Some("boom".into()),
-            restart_pending: false,
+            restart_pending: true,
             attempts: 1,
+            desired: [("cpus", "2"), ("memory", "1536MiB")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            observed: [("state", "running")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
         });
         status.counters.apply_duration.observe(0.3);
         let samples = parse(&render(&status));
@@ -255,6 +307,13 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(get("horcrux_apply_duration_seconds_count"), Some(1.0));
+        assert_eq!(get("horcrux_vm_up{vm=\"web\"}"), Some(1.0));
+        assert_eq!(get("horcrux_vm_vcpus{vm=\"web\"}"), Some(2.0));
+        assert_eq!(
+            get("horcrux_vm_memory_bytes{vm=\"web\"}"),
+            Some(1536.0 * 1024.0 * 1024.0)
+        );
+        assert_eq!(get("horcrux_vm_restart_pending{vm=\"web\"}"), Some(1.0));
         assert_eq!(
             get("horcrux_generation_info{hash=\"ab\\\"c\",source=\"push\"}"),
             Some(1.0)
@@ -269,6 +328,8 @@ mod tests {
             error: None,
             restart_pending: false,
             attempts: 0,
+            desired: Default::default(),
+            observed: Default::default(),
         }
     }
 

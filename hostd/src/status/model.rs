@@ -4,12 +4,14 @@
 //! [`Status`] whenever something changes; HTTP handlers take the latest
 //! snapshot without blocking the daemon.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use horcrux_config::Diagnostic;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::backend::vm::orphans::OrphanedVm;
 use crate::generation::GenerationInfo;
 use crate::plan::ResourceKind;
 
@@ -52,6 +54,11 @@ pub struct ResourceStatus {
     pub restart_pending: bool,
     /// Failed attempts since the last success.
     pub attempts: u32,
+    /// The fields the config wants (`state`, `cpus`, `memory`, ...).
+    pub desired: BTreeMap<String, String>,
+    /// The fields as last read from the system, status-only ones included
+    /// (a VM's `unit_state`, `qmp`, `since`).
+    pub observed: BTreeMap<String, String>,
 }
 
 /// Apply durations, as a cumulative Prometheus histogram.
@@ -103,6 +110,9 @@ pub struct Status {
     /// above keeps running meanwhile).
     pub config_errors: Vec<Diagnostic>,
     pub resources: Vec<ResourceStatus>,
+    /// Disks and UEFI variables of VMs no longer placed on this node,
+    /// kept until `horcrux purge vm NAME`.
+    pub orphaned_vms: Vec<OrphanedVm>,
     /// Whether the first full observe + plan has completed.
     pub ready: bool,
     /// Counters for /metrics.
@@ -127,6 +137,7 @@ impl Status {
             generation: None,
             config_errors: Vec::new(),
             resources: Vec::new(),
+            orphaned_vms: Vec::new(),
             ready: false,
             counters: Counters::default(),
         }

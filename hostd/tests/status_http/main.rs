@@ -43,6 +43,12 @@ fn status() -> Status {
         error: Some("qemu exited".into()),
         restart_pending: true,
         attempts: 3,
+        desired: [("state", "running"), ("cpus", "2"), ("memory", "2GiB")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        observed: [("state", "stopped"), ("unit_state", "failed (failed)")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
     });
     s.counters.generations_accepted = 3;
     s.counters.config_rejections = 1;

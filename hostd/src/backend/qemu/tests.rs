@@ -163,16 +163,17 @@ user = "ops"
     ]);
     let argv = argv(&config, "ci");
     let tail = words(
-        "-device ahci,id=ahci0
-        -object iothread,id=io0
+        "-object iothread,id=io0
         -blockdev driver=file,node-name=drive0-file,filename=/srv/images/vm-ci-disk0.qcow2,cache.direct=on,discard=unmap
         -blockdev driver=qcow2,node-name=drive0,file=drive0-file,cache.direct=on,discard=unmap
         -device virtio-blk-pci,id=disk0,drive=drive0,iothread=io0,bootindex=0
-        -blockdev driver=file,node-name=cidata-file,filename=/run/horcrux/vm/ci/cloud-init.iso,read-only=on
+        -blockdev driver=file,node-name=cidata-file,filename=/run/horcrux/vm/ci/cloud-init.img,read-only=on
         -blockdev driver=raw,node-name=cidata,file=cidata-file,read-only=on
-        -device ide-cd,id=cidata0,bus=ahci0.0,drive=cidata",
+        -device virtio-blk-pci,id=cidata0,drive=cidata",
     );
     assert_eq!(argv[argv.len() - tail.len()..], tail[..]);
+    // The seed no longer needs the AHCI controller (see `disks`).
+    assert!(!argv.iter().any(|a| a.starts_with("ahci")), "{argv:?}");
     assert!(!argv.iter().any(|a| a.contains("pflash")), "{argv:?}");
 }
 
@@ -213,18 +214,55 @@ fn commas_in_paths_are_doubled_for_qemu() {
 
 #[test]
 fn more_than_six_ahci_devices_is_an_error() {
-    let mut vm = String::from("[cloud_init]\n");
-    for _ in 0..6 {
-        vm.push_str("[[disk]]\nstorage = \"scratch\"\nsize = \"1GiB\"\nbus = \"sata\"\n");
-    }
+    // The seed is on virtio-blk, so it takes no AHCI port.
+    let sata = "[[disk]]\nstorage = \"scratch\"\nsize = \"1GiB\"\nbus = \"sata\"\n";
+    let full = format!("[cloud_init]\n{}", sata.repeat(6));
+    let vm = format!("{full}{sata}");
     let config = config(&[
         ("node.toml", "name = \"node1\"\n"),
         DIR,
+        ("cluster/vms/full.toml", &full),
         ("cluster/vms/big.toml", &vm),
     ]);
+    assert!(vm_argv(&config, &name("full"), &Layout::default()).is_ok());
     let err = vm_argv(&config, &name("big"), &Layout::default()).unwrap_err();
     assert!(
         matches!(err, ArgvError::TooManyAhci { needed: 7, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn direct_kernel_boot_passes_files_and_cmdline_verbatim() {
+    let config = config(&[
+        ("node.toml", "name = \"node1\"\n"),
+        (
+            "cluster/vms/tiny.toml",
+            "firmware = \"bios\"\n[boot]\nkernel = \"/srv/boot/vmlinuz\"\n\
+             initrd = \"/srv/boot/initrd,1.gz\"\ncmdline = \"console=ttyS0 panic=-1\"\n",
+        ),
+    ]);
+    let argv = argv(&config, "tiny");
+    let at = argv.iter().position(|a| a == "-kernel").unwrap();
+    assert_eq!(
+        argv[at..at + 6],
+        [
+            "-kernel",
+            "/srv/boot/vmlinuz",
+            "-initrd",
+            "/srv/boot/initrd,1.gz",
+            "-append",
+            "console=ttyS0 panic=-1"
+        ]
+    );
+}
+
+#[test]
+fn without_boot_table_there_is_no_kernel() {
+    let config = config(&[
+        ("node.toml", "name = \"node1\"\n"),
+        ("cluster/vms/web.toml", ""),
+    ]);
+    let argv = argv(&config, "web");
+    assert!(!argv.iter().any(|a| a == "-kernel" || a == "-append"));
 }

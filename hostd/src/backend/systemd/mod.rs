@@ -1,6 +1,8 @@
-//! systemd: the unit text of each VM. Writing units and talking to the
-//! manager over D-Bus come later.
+//! systemd: the unit text of each VM, and the manager's D-Bus API that
+//! loads, starts and stops those units.
 
+pub mod manager;
 pub mod unit;
 
+pub use manager::{Systemd, SystemdError, UnitState};
 pub use unit::{escape_arg, exec_start, vm_unit};

@@ -11,13 +11,17 @@ use std::fmt::Write as _;
 
 use horcrux_config::model::Vm;
 
-/// Added to the VM's `stop_timeout` for systemd's own stop. hostd stops
-/// VMs gracefully over QMP (powerdown, wait `stop_timeout`, quit); a stop
-/// by systemd (SIGTERM to QEMU, SIGKILL after the timeout) is the fallback.
+/// Added to the VM's `stop_timeout` for systemd's own stop. `ExecStop=`
+/// stops the VM gracefully over QMP (powerdown, wait `stop_timeout`,
+/// quit); after that systemd's SIGTERM (and SIGKILL once the timeout is
+/// over) is the fallback.
 pub const STOP_MARGIN_SECS: u64 = 30;
 
-/// The unit file of VM `name` running `argv`.
-pub fn vm_unit(name: &str, vm: &Vm, argv: &[String]) -> String {
+/// The unit file of VM `name` running `argv`. `spec` (the encoded
+/// hardware spec, see `backend::vm::spec`) goes into QEMU's environment;
+/// `exec_stop` is the graceful stop command, so a host shutdown or a
+/// `systemctl stop` powers the guest down as cleanly as hostd does.
+pub fn vm_unit(name: &str, vm: &Vm, argv: &[String], spec: &str, exec_stop: &[String]) -> String {
     let stop = vm.stop_timeout.get();
     let stop_secs = stop.as_secs() + u64::from(stop.subsec_nanos() > 0) + STOP_MARGIN_SECS;
     let mut text = String::new();
@@ -31,7 +35,11 @@ pub fn vm_unit(name: &str, vm: &Vm, argv: &[String]) -> String {
     text.push_str("[Unit]\n");
     let _ = writeln!(text, "Description=Horcrux VM {name}");
     text.push_str("\n[Service]\nType=simple\n");
+    let _ = writeln!(text, "Environment={}={spec}", crate::backend::vm::spec::SPEC_VAR);
     let _ = writeln!(text, "ExecStart={}", exec_start(argv));
+    if !exec_stop.is_empty() {
+        let _ = writeln!(text, "ExecStop={}", exec_start(exec_stop));
+    }
     text.push_str("KillMode=mixed\n");
     let _ = writeln!(text, "TimeoutStopSec={stop_secs}s");
     text.push_str("Restart=no\n");
@@ -160,15 +168,22 @@ Description=Horcrux VM web
 
 [Service]
 Type=simple
+Environment=HORCRUX_VM_SPEC=7b7d
 ExecStart=qemu-system-x86_64 \\
     -name web,debug-threads=on \\
     -nodefaults \\
     -m 1024
+ExecStop=/usr/bin/horcrux \\
+    vm-shutdown \\
+    --timeout 90s
 KillMode=mixed
 TimeoutStopSec=120s
 Restart=no
 ";
-        assert_eq!(vm_unit("web", vm, &argv), expected);
+        let stop: Vec<String> = ["/usr/bin/horcrux", "vm-shutdown", "--timeout", "90s"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(vm_unit("web", vm, &argv, "7b7d", &stop), expected);
     }
 
     #[test]
@@ -178,7 +193,7 @@ Restart=no
             ("cluster/vms/web.toml", ""),
         ]);
         let vm = config.vms.values().next().unwrap();
-        let unit = vm_unit("web", vm, &["qemu-system-x86_64".to_string()]);
+        let unit = vm_unit("web", vm, &["qemu-system-x86_64".to_string()], "7b7d", &[]);
         for forbidden in [
             "BindsTo=",
             "PartOf=",
