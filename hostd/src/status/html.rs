@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use horcrux_config::Diagnostic;
 
 use super::{ResourceStatus, Status};
-use crate::generation::GenerationInfo;
 use crate::backend::vm::orphans::OrphanedVm;
+use crate::generation::GenerationInfo;
 use crate::plan::ResourceKind;
 
 /// Hex digits of the tree hash shown; the full hash is in the tooltip.

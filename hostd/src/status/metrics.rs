@@ -201,12 +201,16 @@ fn vms(out: &mut String, resources: &[ResourceStatus]) {
         ("horcrux_vm_vcpus", "Virtual CPUs configured.", |r| {
             r.desired.get("cpus")?.parse().ok()
         }),
-        ("horcrux_vm_memory_bytes", "Memory configured, in bytes.", |r| {
-            let size = ByteSize::parse_str(r.desired.get("memory")?).ok()?;
-            // Exact below 2^53, far beyond any VM's memory.
-            #[allow(clippy::cast_precision_loss)]
-            Some(size.bytes() as f64)
-        }),
+        (
+            "horcrux_vm_memory_bytes",
+            "Memory configured, in bytes.",
+            |r| {
+                let size = ByteSize::parse_str(r.desired.get("memory")?).ok()?;
+                // Exact below 2^53, far beyond any VM's memory.
+                #[allow(clippy::cast_precision_loss)]
+                Some(size.bytes() as f64)
+            },
+        ),
         (
             "horcrux_vm_restart_pending",
             "1 when a hardware change waits for the VM to restart.",
@@ -217,7 +221,12 @@ fn vms(out: &mut String, resources: &[ResourceStatus]) {
         family(out, name, "gauge", help);
         for vm in &vms {
             if let Some(v) = value(vm) {
-                let _ = writeln!(out, "{name}{{vm=\"{}\"}} {}", escape_label(&vm.name), float(v));
+                let _ = writeln!(
+                    out,
+                    "{name}{{vm=\"{}\"}} {}",
+                    escape_label(&vm.name),
+                    float(v)
+                );
             }
         }
     }

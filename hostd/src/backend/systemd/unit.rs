@@ -35,7 +35,11 @@ pub fn vm_unit(name: &str, vm: &Vm, argv: &[String], spec: &str, exec_stop: &[St
     text.push_str("[Unit]\n");
     let _ = writeln!(text, "Description=Horcrux VM {name}");
     text.push_str("\n[Service]\nType=simple\n");
-    let _ = writeln!(text, "Environment={}={spec}", crate::backend::vm::spec::SPEC_VAR);
+    let _ = writeln!(
+        text,
+        "Environment={}={spec}",
+        crate::backend::vm::spec::SPEC_VAR
+    );
     let _ = writeln!(text, "ExecStart={}", exec_start(argv));
     if !exec_stop.is_empty() {
         let _ = writeln!(text, "ExecStop={}", exec_start(exec_stop));
