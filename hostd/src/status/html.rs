@@ -10,7 +10,6 @@ use horcrux_config::Diagnostic;
 use super::{ResourceStatus, Status};
 use crate::backend::vm::orphans::OrphanedVm;
 use crate::generation::GenerationInfo;
-use crate::plan::ResourceKind;
 
 /// Hex digits of the tree hash shown; the full hash is in the tooltip.
 const SHORT_HASH: usize = 12;
@@ -64,7 +63,7 @@ pub fn render(status: &Status) -> String {
             .push_str("<h2>No generation yet</h2><p>No valid configuration has been accepted.</p>"),
     }
     resources(&mut out, &status.resources);
-    vms(&mut out, &status.resources);
+    vms(&mut out, status);
     orphans(&mut out, &status.orphaned_vms);
     let _ = writeln!(
         out,
@@ -155,11 +154,8 @@ fn resources(out: &mut String, resources: &[ResourceStatus]) {
 
 /// What each VM should be and is: run state, unit state, QEMU's own run
 /// state, uptime, and the hardware it was given.
-fn vms(out: &mut String, resources: &[ResourceStatus]) {
-    let vms: Vec<&ResourceStatus> = resources
-        .iter()
-        .filter(|r| r.kind == ResourceKind::Vm)
-        .collect();
+fn vms(out: &mut String, status: &Status) {
+    let vms = status.vms();
     if vms.is_empty() {
         return;
     }
@@ -221,6 +217,7 @@ fn orphans(out: &mut String, orphans: &[OrphanedVm]) {
 mod tests {
     use super::*;
     use crate::generation::Source;
+    use crate::plan::ResourceKind;
     use crate::status::ResourceState;
 
     #[test]

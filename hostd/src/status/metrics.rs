@@ -178,17 +178,14 @@ pub fn render(status: &Status) -> String {
         float(h.sum_seconds)
     );
     let _ = writeln!(out, "horcrux_apply_duration_seconds_count {}", h.count);
-    vms(&mut out, &status.resources);
+    vms(&mut out, status);
     out
 }
 
 /// Per-VM gauges: whether it runs, what it was given, whether a restart
 /// is waiting.
-fn vms(out: &mut String, resources: &[ResourceStatus]) {
-    let vms: Vec<&ResourceStatus> = resources
-        .iter()
-        .filter(|r| r.kind == ResourceKind::Vm)
-        .collect();
+fn vms(out: &mut String, status: &Status) {
+    let vms = status.vms();
     if vms.is_empty() {
         return;
     }

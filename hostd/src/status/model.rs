@@ -129,6 +129,14 @@ pub struct Counters {
 }
 
 impl Status {
+    /// The VM resources, in name order.
+    pub fn vms(&self) -> Vec<&ResourceStatus> {
+        self.resources
+            .iter()
+            .filter(|r| r.kind == ResourceKind::Vm)
+            .collect()
+    }
+
     pub fn new(node: String) -> Self {
         Status {
             node,
