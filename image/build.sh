@@ -6,7 +6,7 @@
 #      keyed by the recipe's files: rebuilt only when the recipe changes;
 #   2. the disk image (horcrux-<hash>.raw), keyed by the base, the binaries,
 #      units/, image/ and the baked SSH keys: a code change costs one
-#      assembly (about a minute), not a rootfs build.
+#      assembly (20-30 s), not a rootfs build.
 #
 #   image/build.sh                 # build (or reuse) and print the image path last
 #   HORCRUX_AUTHORIZED_KEYS=~/.ssh/id_ed25519.pub image/build.sh
@@ -54,6 +54,12 @@ for b in hostd horcrux; do
 done
 [[ -z $keys || -r $keys ]] || die "HORCRUX_AUTHORIZED_KEYS=$keys is not readable"
 mkdir -p "$cache"
+# One build at a time per cache (make demo and make e2e may overlap).
+exec 8>"$cache/.lock"
+if ! flock -n 8; then
+    log "waiting for another image build using $cache"
+    flock 8
+fi
 
 # Hash of files: names relative to the repo and contents.
 hash_files() {
@@ -80,10 +86,12 @@ base=$cache/rootfs-$recipe-$base_hash.tar
 if [[ -f $base ]]; then
     step "base rootfs: cached $base"
 else
-    step "base rootfs: building with $recipe_dir/build.sh (3-5 minutes)"
-    rm -f "$base.partial"
-    "$recipe_dir/build.sh" "$base.partial"
-    mv "$base.partial" "$base"
+    step "base rootfs: building with $recipe_dir/build.sh (5-20 minutes, most of it the DKMS build of ZFS)"
+    partial=${base%.tar}.partial.tar
+    rm -rf "$partial"
+    "$recipe_dir/build.sh" "$partial"
+    [[ -f $partial ]] || die "$recipe_dir/build.sh did not write the tarball $partial"
+    mv "$partial" "$base"
     prune "rootfs-$recipe-*.tar"
     step "base rootfs: done"
 fi
@@ -104,7 +112,7 @@ rm -rf "$cache"/work.*.done 2>/dev/null || true
 work=$(mktemp -d "$cache/work.XXXXXX")
 # Removing the unpacked rootfs takes longer than unpacking it: do it in the
 # background so the caller can boot the image meanwhile.
-trap 'mv "$work" "$work.done" && { rm -rf "$work.done" </dev/null >/dev/null 2>&1 & }' EXIT
+trap 'mv "$work" "$work.done" && { rm -rf "$work.done" </dev/null >/dev/null 2>&1 8>&- & }' EXIT
 root=$work/root
 mkdir "$root"
 
@@ -183,7 +191,7 @@ step "assembling: root filesystem (ext4, read-only)"
 used_mib=$(($(du -sb --apparent-size "$root" | cut -f1) / 1048576))
 root_mib=$(((used_mib * 115 / 100 + 128 + 63) / 64 * 64))
 mkfs.ext4 -q -L horcrux-root -O ^has_journal -m 0 -N $((used_mib * 64 + 65536)) \
-    -E root_owner=0:0 -d "$root" "$work/root.img" "${root_mib}M"
+    -E root_owner=0:0 -d "$root" "$work/root.img" "${root_mib}M" >&2
 tune2fs -O read-only "$work/root.img" >/dev/null
 
 step "assembling: ESP (systemd-boot, slot A entry)"

@@ -16,6 +16,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: recipes/debian/build.sh OUT.tar}
+[[ $out == *.tar ]] || { echo "recipes/debian: the output must end in .tar: $out" >&2; exit 1; }
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 suite=bookworm
@@ -31,6 +32,7 @@ echo "recipes/debian: mmdebstrap $suite (main, contrib) -> $out"
 echo "recipes/debian: packages: $packages"
 mmdebstrap \
     --mode=root \
+    --format=tar \
     --variant=minbase \
     --components=main,contrib \
     --include="$packages" \

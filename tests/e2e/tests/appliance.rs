@@ -14,6 +14,9 @@ use horcrux_e2e::node::{Node, Options, Via};
 use horcrux_e2e::runner::{self, Case, Metrics};
 use horcrux_e2e::{http, image, repo_root, work_dir};
 
+#[path = "appliance/vm.rs"]
+mod vm;
+
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -138,6 +141,8 @@ fn first_boot_lays_out_data_partition_and_identity(ctx: &mut Ctx) -> Result<()> 
     );
     node.sh("test -s /var/lib/horcrux/node/ssh/ssh_host_ed25519_key")?;
     node.sh("test -d /var/lib/horcrux/config.git && test -d /etc/horcrux/secrets")?;
+    // `git push root@node:config.git` resolves in root's home.
+    node.sh("test -d /root/config.git/objects")?;
     let saved = node.sh("cat /var/lib/horcrux/node/machine-id")?;
     let live = node.sh("cat /etc/machine-id")?;
     ensure!(
@@ -374,12 +379,36 @@ const CASES: &[Case<Ctx>] = &[
         run: rsync_push_of_invalid_tree_is_refused,
     },
     Case {
+        name: "vm_tiny_guest_runs_under_systemd",
+        run: vm::vm_tiny_guest_runs_under_systemd,
+    },
+    Case {
+        name: "vm_hardware_change_waits_for_a_restart",
+        run: vm::vm_hardware_change_waits_for_a_restart,
+    },
+    Case {
+        name: "vm_keeps_running_when_hostd_is_killed",
+        run: vm::vm_keeps_running_when_hostd_is_killed,
+    },
+    Case {
+        name: "vm_stop_powers_the_guest_down_gracefully",
+        run: vm::vm_stop_powers_the_guest_down_gracefully,
+    },
+    Case {
         name: "hostd_is_restarted_by_systemd_after_kill_9",
         run: hostd_is_restarted_by_systemd_after_kill_9,
     },
     Case {
         name: "reboot_keeps_config_generation_and_identity",
         run: reboot_keeps_config_generation_and_identity,
+    },
+    Case {
+        name: "vm_comes_back_after_reboot",
+        run: vm::vm_comes_back_after_reboot,
+    },
+    Case {
+        name: "vm_removal_keeps_data_until_purged",
+        run: vm::vm_removal_keeps_data_until_purged,
     },
 ];
 

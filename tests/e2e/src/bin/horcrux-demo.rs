@@ -22,15 +22,18 @@ fn port(var: &str, default: u16) -> Option<u16> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
     // Taken: let the node pick a free one.
-    TcpListener::bind(("127.0.0.1", wanted)).ok().map(|_| wanted)
+    TcpListener::bind(("127.0.0.1", wanted))
+        .ok()
+        .map(|_| wanted)
 }
 
 fn demo() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let image_path = PathBuf::from(args.next().context("usage: horcrux-demo IMAGE [TREE]")?);
-    let tree = args
-        .next()
-        .map_or_else(|| horcrux_e2e::repo_root().join("examples/single-node"), PathBuf::from);
+    let tree = args.next().map_or_else(
+        || horcrux_e2e::repo_root().join("examples/single-node"),
+        PathBuf::from,
+    );
     let key = image::ssh_key()?;
     let opts = Options {
         name: "demo".into(),
@@ -38,7 +41,10 @@ fn demo() -> Result<()> {
         http_port: port("HORCRUX_DEMO_HTTP_PORT", 8006),
         ..Options::default()
     };
-    println!("== booting the appliance under QEMU ({}); first boot takes about a minute", opts.accel);
+    println!(
+        "== booting the appliance under QEMU ({}); first boot takes about a minute",
+        opts.accel
+    );
     let mut node = Node::boot(&image_path, &key, &opts)?;
     println!("   serial console log: {}", node.serial_log.display());
     let ssh = node.wait_ssh(Duration::from_secs(300))?;
@@ -51,7 +57,11 @@ fn demo() -> Result<()> {
     println!("== pushing {} with git", tree.display());
     let pushed = node.push(&tree, Via::Git)?;
     print!("{}", pushed.output);
-    let ssh_cmd = node.ssh_command();
+    let ssh_cmd = format!(
+        "ssh -i {} -p {} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        key.display(),
+        node.ssh_port
+    );
     let sock = node.dir.join("serial.sock");
     println!(
         "
@@ -72,8 +82,9 @@ fn demo() -> Result<()> {
     loop {
         std::thread::sleep(Duration::from_secs(2));
         if !node.alive() {
-            println!("== QEMU exited; serial console tail:\n{}", node.serial_tail(20));
-            return Ok(());
+            // QEMU runs with -no-reboot: a reboot (or poweroff) ends it.
+            println!("== the node rebooted or powered off; starting it again");
+            node.power_on()?;
         }
     }
 }
