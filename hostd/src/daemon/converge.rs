@@ -86,6 +86,10 @@ impl Reconciler {
             tracing::warn!(%kind, %error, "cannot observe; its resources are left alone this cycle");
         }
         let plan = observation.plan(&desired);
+        // The run publishes progress per resource as it goes; show the new
+        // desired fields alongside from the start, not the previous ones.
+        self.status
+            .update(|s| with_fields(&mut s.resources, &desired, &observation.observed));
         let report = self.executor.run(&plan, &desired, &self.backends).await;
         for (id, error) in &report.failed {
             tracing::warn!(resource = %id, %error, "apply failed");
