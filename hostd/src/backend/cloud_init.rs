@@ -22,6 +22,7 @@ use std::io::{self, Cursor, Read, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
+use crate::backend::hex;
 use horcrux_config::Config;
 use horcrux_config::model::vm::{CloudInit, GuestNetwork};
 use horcrux_config::types::{MacAddr, ResourceName};
@@ -253,10 +254,6 @@ fn yaml_str(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// DOS epoch for every timestamp in the image: the same documents must

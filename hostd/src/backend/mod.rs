@@ -14,3 +14,14 @@ pub(crate) mod test_support;
 
 pub use artifacts::{Artifacts, RenderError, render_node};
 pub use naming::Layout;
+
+/// Lower-case hex of `bytes`: digests in names, plans and environment
+/// values.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}

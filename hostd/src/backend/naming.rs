@@ -145,7 +145,7 @@ pub fn disk_path(
 /// and the renderer rejects one if it happens.
 pub fn tap_name(vm: &str, index: usize) -> Result<String, NamingError> {
     let digest = Sha256::digest(format!("horcrux-tap\0{vm}"));
-    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = super::hex(&digest[..4]);
     let name = format!("hx{hex}n{index}");
     if name.len() > MAX_IFNAME {
         return Err(NamingError::TapIndex(index));
@@ -173,7 +173,7 @@ pub fn vm_uuid(scope: &str, vm: &str) -> String {
     b.copy_from_slice(&digest[..16]);
     b[6] = (b[6] & 0x0f) | 0x50;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = super::hex(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],

@@ -55,5 +55,5 @@ fn stop_command(name: &str, vm: &Vm, layout: &Layout) -> Vec<String> {
 pub fn unit_digest(text: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(text.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::backend::hex(&digest[..6])
 }

@@ -61,12 +61,7 @@ pub fn vm_spec(config: &Config, name: &ResourceName, vm: &Vm) -> Spec {
 /// The spec as an environment value: hex of its JSON, so no quoting rule
 /// of systemd (`%`, `$`, quotes) can touch it.
 pub fn encode(spec: &Spec) -> String {
-    let json = serde_json::to_string(spec).unwrap_or_default();
-    let mut hex = String::with_capacity(json.len() * 2);
-    for byte in json.bytes() {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    crate::backend::hex(serde_json::to_string(spec).unwrap_or_default().as_bytes())
 }
 
 /// The spec from an environment value; `None` for anything [`encode`]
