@@ -139,7 +139,7 @@ ln -sfn /var/lib/horcrux/node/hostid "$root/etc/hostid"
 ln -sfn /var/lib/horcrux/config.git "$root/root/config.git"
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 
-enable=(horcrux-hostd.service horcrux-firstboot.service systemd-networkd.service systemd-resolved.service)
+enable=(horcrux-hostd.service horcrux-firstboot.service horcrux-management.service systemd-networkd.service systemd-resolved.service)
 # Not on an appliance: interactive first-boot prompts, waiting for the
 # network, package-manager timers (the root is read-only). ZFS: loading the
 # module and importing pools is hostd's job (the pools node.toml declares);

@@ -26,7 +26,7 @@ if [[ ${1:-} == --local ]]; then
     ./target/release/horcrux check "$work/etc" || true
     echo "== status: http://$listen/   (JSON: /status.json, metrics: /metrics)"
     echo "== Ctrl-C stops hostd"
-    exec ./target/release/hostd --config-dir "$work/etc" --state-dir "$work/state" --run-dir "$work/run" --listen "$listen"
+    exec ./target/release/hostd --no-host-network --config-dir "$work/etc" --state-dir "$work/state" --run-dir "$work/run" --listen "$listen"
 fi
 
 example=${1:-single-node}

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::decode::Spanned;
 use crate::diagnostic::{Diagnostics, did_you_mean};
+use crate::model::network::NetworkKind;
 use crate::model::storage::StorageKind;
 use crate::model::{Config, FileKind};
 use crate::source::Span;
@@ -25,6 +26,7 @@ pub(crate) fn validate(config: &Config, present: &BTreeSet<FileKind>, diags: &mu
     v.workloads();
     v.storage_nodes();
     v.unique_vnis();
+    v.unique_uplink_segments();
     v.unique_macs();
     v.unique_published_ports();
 }
@@ -336,6 +338,24 @@ impl<'a> Validator<'a, '_> {
             .filter_map(|n| n.vni.as_ref())
             .map(|v| (v.value, v.span));
         self.unique(vnis, |vni| format!("VNI {vni} is used by two networks"));
+    }
+
+    /// A NIC can be the port of one bridge, and a VLAN id on it the port
+    /// of one other: two networks on the same segment would fight over it.
+    fn unique_uplink_segments(&mut self) {
+        let segments = self.config.networks.values().filter_map(|n| {
+            let uplink = n.uplink.as_ref()?;
+            if *n.kind != NetworkKind::Bridge {
+                return None;
+            }
+            let vlan = n.vlan.as_ref().map(|v| v.get());
+            let span = n.vlan.as_ref().map_or(uplink.span, |v| v.span);
+            Some(((uplink.value.clone(), vlan), span))
+        });
+        self.unique(segments, |(uplink, vlan)| match vlan {
+            Some(vlan) => format!("VLAN {vlan} on uplink `{uplink}` is used by two networks"),
+            None => format!("uplink `{uplink}` is bridged untagged by two networks"),
+        });
     }
 
     fn unique_macs(&mut self) {

@@ -600,6 +600,47 @@ fn vnis_are_unique() {
 }
 
 #[test]
+fn an_uplink_segment_belongs_to_one_network() {
+    let v10 = "kind = \"bridge\"\nuplink = \"lan\"\nvlan = 10\n";
+    assert_only(
+        &single(&[
+            ("cluster/networks/a.toml", v10),
+            ("cluster/networks/b.toml", v10),
+        ]),
+        at(
+            "cluster/networks/b.toml",
+            3,
+            8,
+            "VLAN 10 on uplink `lan` is used by two networks",
+        )
+        .hint("first used at cluster/networks/a.toml:3:8"),
+    );
+    // `single` already bridges `lan` untagged (networks/lan.toml).
+    let untagged = "kind = \"bridge\"\nuplink = \"trunk\"\n";
+    assert_only(
+        &single(&[
+            ("cluster/networks/a.toml", untagged),
+            ("cluster/networks/b.toml", untagged),
+        ]),
+        at(
+            "cluster/networks/b.toml",
+            2,
+            10,
+            "uplink `trunk` is bridged untagged by two networks",
+        )
+        .hint("first used at cluster/networks/a.toml:2:10"),
+    );
+    assert_valid(&single(&[
+        ("cluster/networks/a.toml", v10),
+        ("cluster/networks/b.toml", untagged),
+        (
+            "cluster/networks/c.toml",
+            "kind = \"bridge\"\nuplink = \"lan\"\nvlan = 20\n",
+        ),
+    ]));
+}
+
+#[test]
 fn member_names_and_addresses_are_unique() {
     let cluster = r#"name = "lab"
 

@@ -53,9 +53,29 @@ fn render_json_of_cluster_3_node2() {
         .map(|k| k.as_str())
         .collect();
     assert_eq!(keys, ["units", "qemu", "nftables", "volumes", "links"]);
-    assert!(json["nftables"].is_null());
     assert_eq!(json["volumes"], Value::Array(vec![]));
-    assert_eq!(json["links"], Value::Array(vec![]));
+
+    // db's NIC is filtered by its group; the ruleset is one transaction.
+    let nft = json["nftables"].as_str().unwrap();
+    assert!(nft.contains("delete table bridge horcrux\n"), "{nft}");
+    let db_tap = "hxc6116bf2n0";
+    assert!(nft.contains(&format!("chain to-{db_tap} {{")), "{nft}");
+    // The overlay spans the members: node2's own address is the VXLAN's
+    // local end, the two others are flooded to.
+    let links = json["links"].as_array().unwrap();
+    let vxlan = links.iter().find(|l| l["kind"] == "vxlan").unwrap();
+    assert_eq!(vxlan["vni"], 100);
+    assert_eq!(vxlan["local"], "10.0.0.12");
+    assert_eq!(
+        vxlan["flood"],
+        serde_json::json!(["10.0.0.11", "10.0.0.13"])
+    );
+    let tap = links.iter().find(|l| l["name"] == db_tap).unwrap();
+    assert_eq!(tap["master"], "hxb-overlay");
+    assert!(
+        links.iter().all(|l| l["vm"] != "web-1"),
+        "web-1 runs on node1: {links:?}"
+    );
 
     // db and web-2 run on node2; web-1 (node1) and web-3 (node3) do not.
     let units: Vec<&String> = json["units"].as_object().unwrap().keys().collect();

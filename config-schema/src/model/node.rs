@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::decode::{Spanned, Table, builtin_defaults};
-use crate::types::{IfaceAddr, InterfaceName, ResourceName, ZfsDataset};
+use crate::types::{IfaceAddr, InterfaceName, IpNet, ResourceName, ZfsDataset};
 use crate::{decode_table, keyword_enum};
 
 keyword_enum! {
@@ -35,6 +35,9 @@ pub struct Node {
     /// How QEMU runs on this node.
     #[serde(default)]
     pub qemu: QemuSection,
+    /// The node's own input policy (table `inet horcrux`).
+    #[serde(default)]
+    pub firewall: NodeFirewall,
 }
 
 fn read_node(t: &mut Table) -> Option<Node> {
@@ -44,6 +47,7 @@ fn read_node(t: &mut Table) -> Option<Node> {
     let uplinks = t.list("uplinks");
     let zfs = t.section("zfs");
     let qemu = t.section("qemu");
+    let firewall = t.section("firewall");
     Some(Node {
         name: name?,
         status: status?,
@@ -51,6 +55,7 @@ fn read_node(t: &mut Table) -> Option<Node> {
         uplinks,
         zfs: zfs?,
         qemu: qemu?,
+        firewall: firewall?,
     })
 }
 decode_table!(Node, read_node);
@@ -165,6 +170,38 @@ fn read_qemu(t: &mut Table) -> Option<QemuSection> {
 }
 decode_table!(QemuSection, read_qemu);
 
+/// What may reach the node itself. With `filter_input`, traffic to the
+/// node is dropped unless it is loopback, established/related, ICMP,
+/// DHCP replies, SSH or the status port from the listed sources, or gossip
+/// and VXLAN from cluster members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFirewall {
+    /// Drop traffic to the node that no rule accepts. `false`: hostd
+    /// installs no input chain at all.
+    #[serde(default = "default_filter_input")]
+    pub filter_input: Spanned<bool>,
+    /// Networks that may reach SSH (port 22); empty: anywhere.
+    #[serde(default)]
+    pub ssh_from: Vec<Spanned<IpNet>>,
+    /// Networks that may reach the status endpoint; empty: anywhere.
+    #[serde(default)]
+    pub status_from: Vec<Spanned<IpNet>>,
+}
+
+fn default_filter_input() -> Spanned<bool> {
+    Spanned::builtin(true)
+}
+
+fn read_node_firewall(t: &mut Table) -> Option<NodeFirewall> {
+    Some(NodeFirewall {
+        filter_input: t.or_default("filter_input", default_filter_input),
+        ssh_from: t.list("ssh_from"),
+        status_from: t.list("status_from"),
+    })
+}
+decode_table!(NodeFirewall, read_node_firewall);
+
 /// The defaults of sections that may be left out, for the JSON Schema.
 macro_rules! default_from_empty_table {
     ($($ty:ty),+) => {$(
@@ -175,4 +212,4 @@ macro_rules! default_from_empty_table {
         }
     )+};
 }
-default_from_empty_table!(StatusSection, ZfsSection, QemuSection);
+default_from_empty_table!(StatusSection, ZfsSection, QemuSection, NodeFirewall);

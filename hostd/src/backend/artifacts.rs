@@ -8,23 +8,25 @@ use horcrux_config::model::Vm;
 use horcrux_config::types::ResourceName;
 use serde::Serialize;
 
+use super::firewall::render_ruleset;
 use super::naming::{self, Layout};
+use super::net::render_links;
 use super::qemu::ArgvError;
 use super::vm::render_vm;
 
-/// The artifacts of one node. `nftables`, `volumes` and `links` stay empty
-/// until the firewall, storage and network backends fill them.
+/// The artifacts of one node. `volumes` stays empty until the storage
+/// backend fills it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Artifacts {
     /// Unit file name -> text, for /run/systemd/system.
     pub units: BTreeMap<String, String>,
     /// VM name -> QEMU argv (program first, unquoted).
     pub qemu: BTreeMap<String, Vec<String>>,
-    /// The `inet horcrux` ruleset (firewall backend, later).
+    /// The `bridge horcrux` and `inet horcrux` tables, exactly as applied.
     pub nftables: Option<String>,
     /// Storage volumes (storage backend, later).
     pub volumes: Vec<serde_json::Value>,
-    /// Bridges, VLANs, VXLANs and taps (network backend, later).
+    /// Bridges, their VLAN/VXLAN/uplink ports, and VM taps.
     pub links: Vec<serde_json::Value>,
 }
 
@@ -97,6 +99,8 @@ pub fn render_node(config: &Config, node: &str, layout: &Layout) -> Result<Artif
             .insert(naming::unit_name(name.as_str()), rendered.unit);
         out.qemu.insert(name.to_string(), rendered.argv);
     }
+    out.nftables = Some(render_ruleset(config, node));
+    out.links = render_links(config, node);
     Ok(out)
 }
 
@@ -124,7 +128,10 @@ mod tests {
         );
         let two = render_node(&config, "node2", &Layout::default()).unwrap();
         assert_eq!(two.qemu.keys().collect::<Vec<_>>(), ["b"]);
-        assert!(two.nftables.is_none() && two.volumes.is_empty() && two.links.is_empty());
+        // No NICs: no links; the ruleset has the node's input policy only.
+        assert!(two.volumes.is_empty() && two.links.is_empty());
+        let nft = two.nftables.unwrap();
+        assert!(nft.contains("table inet horcrux") && !nft.contains("chain from-"));
     }
 
     #[test]

@@ -4,7 +4,11 @@
 
 pub mod artifacts;
 pub mod cloud_init;
+pub mod connection;
+pub mod firewall;
+pub mod management;
 pub mod naming;
+pub mod net;
 pub mod qemu;
 pub mod systemd;
 pub mod vm;

@@ -8,6 +8,9 @@
 //! | zfs disk N | `/dev/zvol/<pool dataset>/vm-<name>-disk<N>` |
 //! | dir disk N | `<path>/vm-<name>-disk<N>.qcow2` |
 //! | tap of NIC N | `hx<8 hex of sha256(name)>n<N>` (at most 15 bytes) |
+//! | nftables tables | `bridge horcrux` (VM NICs) and `inet horcrux` (the node's input) |
+//! | bridge, VLAN, VXLAN of network N | `hxb-N`, `hxv-N`, `hxx-N` (or `hxb` + 8 hex of sha256(N) when longer; see `net::names`) |
+//! | uplink record of network N | `<run>/net/N.uplink`: the NIC hostd made a bridge port |
 //! | SMBIOS UUID | sha256 of cluster (or node) name and VM name, RFC 4122 version-5 bits |
 //!
 //! `<run>` and `<state>` are the roots of a [`Layout`]: `/run/horcrux` and
@@ -28,6 +31,10 @@ pub const UNIT_DIR: &str = "/run/systemd/system";
 /// The operator CLI on every node (the rootfs contract puts the binaries
 /// in /usr/bin); units call it to stop VMs gracefully.
 pub const HORCRUX_BIN: &str = "/usr/bin/horcrux";
+
+/// The name of hostd's nftables tables (`bridge horcrux`, `inet horcrux`),
+/// which is also the firewall's one resource name.
+pub const NFT_TABLE: &str = "horcrux";
 
 /// The longest interface name Linux accepts (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;

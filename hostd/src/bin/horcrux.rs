@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use horcrux_config::model::FileKind;
 use horcrux_hostd::backend::Layout;
 use horcrux_hostd::cli::{
-    Outcome, check, console, deploy, generations, plan, purge, render, schema, vm_shutdown,
+    Outcome, check, console, deploy, generations, management, plan, purge, render, schema,
+    vm_shutdown,
 };
 use horcrux_hostd::paths::Dirs;
 
@@ -55,6 +56,15 @@ enum Command {
         node: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: render::Format,
+    },
+    /// Write the node's management address (node.toml `[management]`) as
+    /// a systemd-networkd file; run at boot before systemd-networkd.
+    #[command(hide = true)]
+    ManagementNetwork {
+        #[arg(long, default_value = "/etc/horcrux")]
+        config_dir: PathBuf,
+        #[arg(long, default_value = horcrux_hostd::backend::management::NETWORKD_DIR)]
+        out: PathBuf,
     },
     /// List the accepted config generations (the audit log), newest last.
     Generations {
@@ -165,6 +175,9 @@ fn main() -> ExitCode {
             format,
             &Layout::new(dirs.run_dir, dirs.state_dir),
         ),
+        Command::ManagementNetwork { config_dir, out } => {
+            management::run(&config_dir, &out, std::path::Path::new("/sys/class/net"))
+        }
         Command::Generations { state_dir, json } => generations::list(&state_dir, json),
         Command::Rollback { id, dirs } => {
             generations::rollback(id, &dirs.config_dir, &dirs.state_dir, &dirs.run_dir)

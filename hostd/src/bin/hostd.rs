@@ -31,6 +31,10 @@ struct Args {
     /// Drift check interval.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     drift_every: Duration,
+    /// Leave this host's links, nftables and management address alone and
+    /// manage VMs only: for running hostd on a development machine.
+    #[arg(long)]
+    no_host_network: bool,
 }
 
 fn init_logging() {
@@ -54,6 +58,7 @@ async fn main() -> ExitCode {
         listen: args.listen,
         rescan_every: args.rescan_every,
         drift_every: args.drift_every,
+        host_network: !args.no_host_network,
         ..Options::with_dirs(args.dirs.config_dir, args.dirs.state_dir, args.dirs.run_dir)
     };
     let (mut term, mut int) = match (

@@ -1,6 +1,6 @@
 //! `horcrux render`: every artifact hostd would create on a node (unit
-//! files, QEMU command lines; later the nftables ruleset, volumes and
-//! links), printed without touching the system.
+//! files, QEMU command lines, the nftables ruleset, links; later volumes),
+//! printed without touching the system.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,7 +14,7 @@ use crate::errors::chain;
 pub enum Format {
     /// Each unit file under a header line.
     Text,
-    /// `{"units": {...}, "qemu": {...}, "nftables": null, "volumes": [], "links": []}`.
+    /// `{"units": {...}, "qemu": {...}, "nftables": "...", "volumes": [], "links": [...]}`.
     Json,
 }
 
@@ -61,6 +61,14 @@ fn text(node: &str, artifacts: &Artifacts) -> String {
             let _ = writeln!(out, "\n==> {} <==", unit_path(vm).display());
             out.push_str(unit);
         }
+    }
+    let _ = writeln!(out, "\n==> links ({}) <==", artifacts.links.len());
+    for link in &artifacts.links {
+        let _ = writeln!(out, "{link}");
+    }
+    if let Some(nftables) = &artifacts.nftables {
+        out.push_str("\n==> nftables (one transaction) <==\n");
+        out.push_str(nftables);
     }
     out
 }

@@ -105,6 +105,12 @@ impl Reconciler {
         self.status.update(|s| {
             report.record(&mut s.counters.apply_duration);
             s.counters.apply_runs += 1;
+            for id in &report.applied {
+                *s.counters.actions_applied.entry(id.kind).or_default() += 1;
+            }
+            for (id, _) in &report.failed {
+                *s.counters.actions_failed.entry(id.kind).or_default() += 1;
+            }
             s.resources = resources;
         });
     }

@@ -16,6 +16,9 @@ use tokio::sync::Notify;
 
 use crate::apply::{Backend, DEFAULT_DRIFT_INTERVAL, Trigger};
 use crate::backend::Layout;
+use crate::backend::firewall::{FirewallBackend, NFT};
+use crate::backend::management::ManagementBackend;
+use crate::backend::net::NetworkBackend;
 use crate::backend::vm::{VmBackend, orphans};
 use crate::errors::chain;
 use crate::generation::{GenerationStore, StoreError};
@@ -37,6 +40,9 @@ pub struct Options {
     pub rescan_every: Duration,
     /// Re-observe the system and repair drift.
     pub drift_every: Duration,
+    /// Manage the host's links, firewall and management address (false on
+    /// a development machine: VMs only).
+    pub host_network: bool,
 }
 
 impl Options {
@@ -48,6 +54,7 @@ impl Options {
             listen: None,
             rescan_every: Duration::from_secs(60),
             drift_every: DEFAULT_DRIFT_INTERVAL,
+            host_network: true,
         }
     }
 }
@@ -71,8 +78,14 @@ pub enum DaemonError {
 /// The drivers this node converges through. Backends register here as
 /// they land (VMs, networks, firewall, volumes); `horcrux plan` uses the
 /// same list so it shows exactly what hostd would do.
-pub fn backends(layout: &Layout) -> Vec<Arc<dyn Backend>> {
-    vec![VmBackend::shared(layout.clone())]
+pub fn backends(layout: &Layout, host_network: bool) -> Vec<Arc<dyn Backend>> {
+    let mut all = vec![VmBackend::shared(layout.clone())];
+    if host_network {
+        all.push(ManagementBackend::shared());
+        all.push(NetworkBackend::shared(layout));
+        all.push(FirewallBackend::shared(NFT));
+    }
+    all
 }
 
 /// Runs until `shutdown` completes. Workloads are never touched on the
@@ -81,7 +94,10 @@ pub async fn run(
     opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let backends = backends(&Layout::new(&opts.run_dir, &opts.state_dir));
+    let backends = backends(
+        &Layout::new(&opts.run_dir, &opts.state_dir),
+        opts.host_network,
+    );
     for dir in [&opts.state_dir, &opts.run_dir] {
         std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
             path: dir.clone(),

@@ -25,13 +25,17 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// Kinds of resource, in the order they are created: networks and firewall
-/// before the NICs that use them, volumes before the VMs that use them.
+/// Kinds of resource, in the order they are created: the node's own
+/// management address first, networks and firewall
+/// before the taps of the NICs that use them, volumes before the VMs that
+/// use them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
+    Management,
     Network,
     Firewall,
+    Tap,
     Volume,
     Vm,
     Container,
@@ -40,8 +44,10 @@ pub enum ResourceKind {
 impl ResourceKind {
     pub fn as_str(self) -> &'static str {
         match self {
+            ResourceKind::Management => "management",
             ResourceKind::Network => "network",
             ResourceKind::Firewall => "firewall",
+            ResourceKind::Tap => "tap",
             ResourceKind::Volume => "volume",
             ResourceKind::Vm => "vm",
             ResourceKind::Container => "container",

@@ -64,6 +64,8 @@ pub fn render(status: &Status) -> String {
     }
     resources(&mut out, &status.resources);
     vms(&mut out, status);
+    networks(&mut out, status);
+    firewall(&mut out, status);
     orphans(&mut out, &status.orphaned_vms);
     let _ = writeln!(
         out,
@@ -184,6 +186,72 @@ fn vms(out: &mut String, status: &Status) {
         );
     }
     out.push_str("</table>");
+}
+
+/// Each network's bridge and port as wanted and as found, and how many
+/// VM taps are on it.
+fn networks(out: &mut String, status: &Status) {
+    let rows = status.networks();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = write!(out, "<h2>Networks ({})</h2>", rows.len());
+    out.push_str(
+        "<table><tr><th>name</th><th>state</th><th>bridge</th><th>port</th><th>MTU</th>\
+         <th>VM taps</th><th>differs from config</th></tr>",
+    );
+    for row in rows {
+        let n = row.network;
+        let get = |key: &str| n.desired.get(key).map_or_else(String::new, |v| escape(v));
+        let differs: Vec<String> = n
+            .desired
+            .iter()
+            .filter(|(key, value)| n.observed.get(*key) != Some(*value))
+            .map(|(key, _)| {
+                let is = n.observed.get(key).map_or("absent", String::as_str);
+                format!("{}: {}", escape(key), escape(is))
+            })
+            .collect();
+        let state = n.state.as_str();
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}/{}</td><td>{}</td></tr>",
+            escape(&n.name),
+            get("bridge"),
+            get("port"),
+            get("mtu"),
+            row.taps_attached,
+            row.taps_wanted,
+            differs.join(", ")
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// Whether the kernel holds the ruleset this generation wants.
+fn firewall(out: &mut String, status: &Status) {
+    let Some(fw) = status.firewall() else {
+        return;
+    };
+    let get = |map: &std::collections::BTreeMap<String, String>, key: &str| {
+        map.get(key)
+            .map_or_else(|| "none".to_string(), |v| escape(v))
+    };
+    let verdict = if fw.in_sync() {
+        "applied"
+    } else {
+        "not applied yet"
+    };
+    let _ = write!(
+        out,
+        "<h2>Firewall</h2><p>Ruleset <code>{}</code> {verdict}: {} rules in the kernel \
+         (tables <code>bridge horcrux</code> and <code>inet horcrux</code>, state <span class=\"{}\">{}</span>).</p>",
+        get(&fw.desired, "ruleset"),
+        get(&fw.observed, "rules"),
+        fw.state.as_str(),
+        fw.state.as_str(),
+    );
 }
 
 /// Data kept from removed VMs, with the command that deletes it.

@@ -153,6 +153,23 @@ pub fn render(status: &Status) -> String {
         "Observe-plan-apply runs completed.",
     );
     let _ = writeln!(out, "horcrux_apply_runs_total {}", c.apply_runs);
+    family(
+        &mut out,
+        "horcrux_actions_total",
+        "counter",
+        "Actions carried out, by resource kind and result.",
+    );
+    for (result, counts) in [
+        ("applied", &c.actions_applied),
+        ("failed", &c.actions_failed),
+    ] {
+        for (kind, n) in counts {
+            let _ = writeln!(
+                out,
+                "horcrux_actions_total{{kind=\"{kind}\",result=\"{result}\"}} {n}"
+            );
+        }
+    }
     let h = &c.apply_duration;
     family(
         &mut out,
@@ -179,7 +196,69 @@ pub fn render(status: &Status) -> String {
     );
     let _ = writeln!(out, "horcrux_apply_duration_seconds_count {}", h.count);
     vms(&mut out, status);
+    networks(&mut out, status);
+    firewall(&mut out, status);
     out
+}
+
+/// Per-network gauges: converged or not, taps on the bridge.
+fn networks(out: &mut String, status: &Status) {
+    let rows = status.networks();
+    if rows.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "horcrux_network_up",
+        "gauge",
+        "1 when the network's links match the config.",
+    );
+    for row in &rows {
+        let up = row.network.state == ResourceState::Converged && row.network.in_sync();
+        let _ = writeln!(
+            out,
+            "horcrux_network_up{{network=\"{}\"}} {}",
+            escape_label(&row.network.name),
+            u8::from(up)
+        );
+    }
+    family(
+        out,
+        "horcrux_network_taps",
+        "gauge",
+        "VM taps on the network's bridge.",
+    );
+    for row in &rows {
+        let _ = writeln!(
+            out,
+            "horcrux_network_taps{{network=\"{}\"}} {}",
+            escape_label(&row.network.name),
+            row.taps_attached
+        );
+    }
+}
+
+/// Whether the kernel holds the wanted ruleset, and its size.
+fn firewall(out: &mut String, status: &Status) {
+    let Some(fw) = status.firewall() else {
+        return;
+    };
+    family(
+        out,
+        "horcrux_firewall_in_sync",
+        "gauge",
+        "1 when the kernel holds the ruleset of the current generation.",
+    );
+    let _ = writeln!(out, "horcrux_firewall_in_sync {}", u8::from(fw.in_sync()));
+    if let Some(rules) = fw.observed.get("rules").and_then(|r| r.parse::<u64>().ok()) {
+        family(
+            out,
+            "horcrux_firewall_rules",
+            "gauge",
+            "Rules in hostd's nftables tables.",
+        );
+        let _ = writeln!(out, "horcrux_firewall_rules {rules}");
+    }
 }
 
 /// Per-VM gauges: whether it runs, what it was given, whether a restart
@@ -337,6 +416,64 @@ mod tests {
             desired: Default::default(),
             observed: Default::default(),
         }
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn networks_taps_firewall_and_action_counters() {
+        let mut status = Status::new("n1".into());
+        let mut lan = resource(ResourceKind::Network, "lan", ResourceState::Converged);
+        lan.desired = fields(&[("bridge", "hxb-lan"), ("mtu", "default")]);
+        lan.observed = lan.desired.clone();
+        let mut dmz = resource(ResourceKind::Network, "dmz", ResourceState::Failed);
+        dmz.desired = fields(&[("bridge", "hxb-dmz")]);
+        let mut attached = resource(ResourceKind::Tap, "hx1n0", ResourceState::Converged);
+        attached.desired = fields(&[("bridge", "hxb-lan")]);
+        attached.observed = attached.desired.clone();
+        let mut detached = resource(ResourceKind::Tap, "hx2n0", ResourceState::Pending);
+        detached.desired = fields(&[("bridge", "hxb-lan")]);
+        let mut fw = resource(ResourceKind::Firewall, "horcrux", ResourceState::Converged);
+        fw.desired = fields(&[("ruleset", "abc"), ("rules", "12")]);
+        fw.observed = fields(&[("ruleset", "changed outside hostd"), ("rules", "13")]);
+        status.resources = vec![dmz, lan, fw, attached, detached];
+        status
+            .counters
+            .actions_applied
+            .insert(ResourceKind::Firewall, 3);
+        status
+            .counters
+            .actions_failed
+            .insert(ResourceKind::Network, 1);
+        let samples = parse(&render(&status));
+        let get = |s: &str| samples.iter().find(|(k, _)| k == s).map(|(_, v)| *v);
+        assert_eq!(get("horcrux_network_up{network=\"lan\"}"), Some(1.0));
+        assert_eq!(get("horcrux_network_up{network=\"dmz\"}"), Some(0.0));
+        assert_eq!(get("horcrux_network_taps{network=\"lan\"}"), Some(1.0));
+        assert_eq!(get("horcrux_network_taps{network=\"dmz\"}"), Some(0.0));
+        assert_eq!(get("horcrux_firewall_in_sync"), Some(0.0));
+        assert_eq!(get("horcrux_firewall_rules"), Some(13.0));
+        assert_eq!(
+            get("horcrux_actions_total{kind=\"firewall\",result=\"applied\"}"),
+            Some(3.0)
+        );
+        assert_eq!(
+            get("horcrux_actions_total{kind=\"network\",result=\"failed\"}"),
+            Some(1.0)
+        );
+        let page = super::super::html::render(&status);
+        assert!(page.contains("<h2>Networks (2)</h2>"), "{page}");
+        assert!(
+            page.contains("<td>1/2</td>"),
+            "lan: 1 of 2 taps attached: {page}"
+        );
+        assert!(page.contains("bridge: absent"), "dmz differs: {page}");
+        assert!(page.contains("not applied yet: 13 rules"), "{page}");
     }
 
     #[test]

@@ -120,21 +120,75 @@ pub struct Status {
     pub counters: Counters,
 }
 
+/// A network as the status page and metrics show it.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkRow<'a> {
+    pub network: &'a ResourceStatus,
+    /// VM NICs that should be on its bridge now (running VMs).
+    pub taps_wanted: usize,
+    /// Of those, the ones the system shows on the bridge.
+    pub taps_attached: usize,
+}
+
+impl ResourceStatus {
+    /// Whether the system matches what the config wants of it.
+    pub fn in_sync(&self) -> bool {
+        self.desired
+            .iter()
+            .all(|(key, value)| self.observed.get(key) == Some(value))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Counters {
     pub generations_accepted: u64,
     pub config_rejections: u64,
     pub apply_runs: u64,
+    /// Actions carried out per kind (a firewall re-applied after a hand
+    /// edit, a bridge recreated), and actions that failed.
+    pub actions_applied: BTreeMap<ResourceKind, u64>,
+    pub actions_failed: BTreeMap<ResourceKind, u64>,
     pub apply_duration: ApplyHistogram,
 }
 
 impl Status {
+    /// The resources of one kind, in name order.
+    pub fn of_kind(&self, kind: ResourceKind) -> Vec<&ResourceStatus> {
+        self.resources.iter().filter(|r| r.kind == kind).collect()
+    }
+
     /// The VM resources, in name order.
     pub fn vms(&self) -> Vec<&ResourceStatus> {
-        self.resources
-            .iter()
-            .filter(|r| r.kind == ResourceKind::Vm)
+        self.of_kind(ResourceKind::Vm)
+    }
+
+    /// Each network with the taps on its bridge (by the taps' desired
+    /// bridge), in name order.
+    pub fn networks(&self) -> Vec<NetworkRow<'_>> {
+        let taps = self.of_kind(ResourceKind::Tap);
+        self.of_kind(ResourceKind::Network)
+            .into_iter()
+            .map(|network| {
+                let bridge = network.desired.get("bridge");
+                let on_bridge = |tap: &&&ResourceStatus| tap.desired.get("bridge") == bridge;
+                let taps_wanted = taps.iter().filter(on_bridge).count();
+                let taps_attached = taps
+                    .iter()
+                    .filter(on_bridge)
+                    .filter(|tap| bridge.is_some() && tap.observed.get("bridge") == bridge)
+                    .count();
+                NetworkRow {
+                    network,
+                    taps_wanted,
+                    taps_attached,
+                }
+            })
             .collect()
+    }
+
+    /// The firewall resource, when this node has one.
+    pub fn firewall(&self) -> Option<&ResourceStatus> {
+        self.of_kind(ResourceKind::Firewall).into_iter().next()
     }
 
     pub fn new(node: String) -> Self {

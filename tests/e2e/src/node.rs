@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
 
 use crate::{http, run, work_dir};
@@ -191,6 +191,31 @@ impl Node {
             .stdin(Stdio::null())
             .output()
             .context("cannot run ssh")
+    }
+
+    /// Copies a host file to `to` on the node over the SSH connection
+    /// (written beside and renamed, so a half copy never has the name).
+    pub fn upload(&self, from: &Path, to: &str) -> Result<()> {
+        let mut parts = self.ssh_command();
+        parts.push_str(" root@127.0.0.1");
+        let mut words = parts.split_whitespace();
+        let program = words.next().unwrap_or("ssh");
+        let file =
+            fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
+        let status = Command::new(program)
+            .args(words)
+            .arg(format!(
+                "mkdir -p $(dirname {to}) && cat > {to}.part && mv {to}.part {to}"
+            ))
+            .stdin(Stdio::from(file))
+            .status()
+            .context("cannot run ssh")?;
+        ensure!(
+            status.success(),
+            "upload of {} failed: {status}",
+            from.display()
+        );
+        Ok(())
     }
 
     /// Runs `script` on the node; fails unless it exits 0. Returns stdout.

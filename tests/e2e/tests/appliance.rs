@@ -14,6 +14,8 @@ use horcrux_e2e::node::{Node, Options, Via};
 use horcrux_e2e::runner::{self, Case, Metrics};
 use horcrux_e2e::{http, image, repo_root, work_dir};
 
+#[path = "appliance/net.rs"]
+mod net;
 #[path = "appliance/vm.rs"]
 mod vm;
 
@@ -363,6 +365,10 @@ const CASES: &[Case<Ctx>] = &[
         run: status_page_and_json_are_served,
     },
     Case {
+        name: "net_suites_pass_on_the_appliance_kernel",
+        run: net::net_suites_pass_on_the_appliance_kernel,
+    },
+    Case {
         name: "git_push_of_invalid_tree_is_rejected_with_errors",
         run: git_push_of_invalid_tree_is_rejected_with_errors,
     },
@@ -381,6 +387,10 @@ const CASES: &[Case<Ctx>] = &[
     Case {
         name: "vm_tiny_guest_runs_under_systemd",
         run: vm::vm_tiny_guest_runs_under_systemd,
+    },
+    Case {
+        name: "net_vm_nic_on_bridge_behind_firewall",
+        run: net::net_vm_nic_on_bridge_behind_firewall,
     },
     Case {
         name: "vm_hardware_change_waits_for_a_restart",

@@ -34,7 +34,8 @@ pub use render::{RenderedVm, render_vm, unit_digest};
 use crate::apply::{Backend, BackendError, BoxFuture};
 use crate::backend::artifacts::placement;
 use crate::backend::cloud_init::{self, SeedDocs};
-use crate::backend::naming::{self, Layout, UNIT_DIR};
+use crate::backend::connection::Reconnecting;
+use crate::backend::naming::{self, Layout, NFT_TABLE, UNIT_DIR};
 use crate::backend::qemu::qmp::Qmp;
 use crate::backend::systemd::{Systemd, unit::STOP_MARGIN_SECS};
 use crate::plan::{Action, Desired, Observed, Op, ResourceId, ResourceKind, Restart};
@@ -73,7 +74,7 @@ pub struct VmBackend {
     unit_dir: PathBuf,
     /// Connected on first use and again after an error, so hostd keeps
     /// working (and reports why) while systemd's bus is unavailable.
-    systemd: tokio::sync::Mutex<Option<Systemd>>,
+    systemd: Reconnecting<Systemd>,
 }
 
 impl std::fmt::Debug for VmBackend {
@@ -90,7 +91,7 @@ impl VmBackend {
         VmBackend {
             layout,
             unit_dir: PathBuf::from(UNIT_DIR),
-            systemd: tokio::sync::Mutex::new(None),
+            systemd: Reconnecting::new(),
         }
     }
 
@@ -99,21 +100,16 @@ impl VmBackend {
     }
 
     async fn systemd(&self) -> Result<Systemd, BackendError> {
-        let mut slot = self.systemd.lock().await;
-        if let Some(systemd) = slot.as_ref() {
-            return Ok(systemd.clone());
-        }
-        let systemd = Systemd::connect()
+        self.systemd
+            .get(Systemd::connect)
             .await
-            .map_err(|e| BackendError::new(crate::errors::chain(&e)))?;
-        *slot = Some(systemd.clone());
-        Ok(systemd)
+            .map_err(|e| BackendError::new(crate::errors::chain(&e)))
     }
 
     /// Forgets the connection after a D-Bus failure, so the next call
     /// reconnects (systemd may have been re-executed).
     async fn drop_connection(&self) {
-        *self.systemd.lock().await = None;
+        self.systemd.forget().await;
     }
 
     fn unit_path(&self, name: &str) -> PathBuf {
@@ -170,9 +166,18 @@ fn desired_vms(config: &Config, layout: &Layout) -> Vec<Desired> {
                 disks.push(path.to_string_lossy().into_owned());
             }
         }
-        for nic in &vm.nics {
-            desired =
-                desired.depends_on(ResourceId::new(ResourceKind::Network, nic.network.as_str()));
+        // A running VM starts only once its taps are on their bridges and
+        // the firewall has its chains: never a moment unfiltered. A stopped
+        // one needs only its networks (its taps are removed).
+        for (index, nic) in vm.nics.iter().enumerate() {
+            let tap = match (*vm.state, naming::tap_name(name.as_str(), index)) {
+                (State::Running, Ok(tap)) => ResourceId::new(ResourceKind::Tap, tap),
+                _ => ResourceId::new(ResourceKind::Network, nic.network.as_str()),
+            };
+            desired = desired.depends_on(tap);
+        }
+        if !vm.nics.is_empty() {
+            desired = desired.depends_on(ResourceId::new(ResourceKind::Firewall, NFT_TABLE));
         }
         desired = desired.payload(payload::DISKS, disks.join("\n"));
         if *vm.firmware == horcrux_config::model::vm::Firmware::Uefi {
@@ -426,6 +431,7 @@ mod tests {
             [
                 ResourceId::new(ResourceKind::Volume, "scratch/vm-web-disk0"),
                 ResourceId::new(ResourceKind::Network, "lan"),
+                ResourceId::new(ResourceKind::Firewall, NFT_TABLE),
             ]
         );
         assert_eq!(web.payload[payload::UNIT], rendered.unit);

@@ -97,6 +97,14 @@ async fn one(
         _ => text.as_deref().and_then(spec::from_unit_text),
     };
     for (field, value) in spec.unwrap_or_default() {
+        // The QEMU of a running VM holds the taps of its NICs: they are
+        // removed only after it stops.
+        if running
+            && let Some(index) = field.strip_prefix("nic").and_then(|i| i.parse().ok())
+            && let Ok(tap) = naming::tap_name(name, index)
+        {
+            observed = observed.depends_on(ResourceId::new(ResourceKind::Tap, tap));
+        }
         observed = observed.field(field, value);
     }
     if running {

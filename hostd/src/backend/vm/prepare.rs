@@ -44,26 +44,12 @@ pub fn ovmf_vars(vars: &Path) -> Result<(), BackendError> {
 /// Writes the unit file when its content differs; returns whether it did
 /// (and systemd must reload).
 pub fn write_unit(path: &Path, text: &str) -> Result<bool, BackendError> {
-    match std::fs::read(path) {
-        Ok(current) if current == text.as_bytes() => return Ok(false),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_error("read", path, &e)),
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, &e))?;
-    }
-    fsutil::replace_file(path, text.as_bytes()).map_err(|e| io_error("write", path, &e))?;
-    Ok(true)
+    fsutil::write_if_changed(path, text.as_bytes()).map_err(|e| io_error("write", path, &e))
 }
 
 /// Removes a unit file; returns whether there was one.
 pub fn remove_unit(path: &Path) -> Result<bool, BackendError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_error("remove", path, &e)),
-    }
+    fsutil::remove_if_present(path).map_err(|e| io_error("remove", path, &e))
 }
 
 /// Removes the sockets and seed of a VM that is gone.

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -42,32 +42,11 @@ fn write_vm(tree: &Path, body: &str) -> Result<()> {
     let cmdline = "console=ttyS0 panic=-1 quiet";
     let text = format!(
         "# the e2e suite's tiny guest\nfirmware = \"bios\"\nmemory = \"192MiB\"\nstop_timeout = \"45s\"\n{body}\n\
-         [boot]\nkernel = \"{GUEST_DIR}/vmlinuz\"\ninitrd = \"{GUEST_DIR}/initrd\"\ncmdline = \"{cmdline}\"\n"
+         [[nic]]\nnetwork = \"{}\"\nfirewall = [\"web\"]\n\
+         [boot]\nkernel = \"{GUEST_DIR}/vmlinuz\"\ninitrd = \"{GUEST_DIR}/initrd\"\ncmdline = \"{cmdline}\"\n",
+        super::net::NETWORK
     );
     fs::write(tree.join("cluster/vms/tiny.toml"), text)?;
-    Ok(())
-}
-
-/// Copies a host file to the node over the suite's SSH connection.
-fn upload(node: &Node, from: &Path, to: &str) -> Result<()> {
-    let mut parts = node.ssh_command();
-    parts.push_str(" root@127.0.0.1");
-    let mut words = parts.split_whitespace();
-    let program = words.next().unwrap_or("ssh");
-    let file = fs::File::open(from).with_context(|| format!("cannot open {}", from.display()))?;
-    let status = Command::new(program)
-        .args(words)
-        .arg(format!(
-            "mkdir -p $(dirname {to}) && cat > {to}.part && mv {to}.part {to}"
-        ))
-        .stdin(Stdio::from(file))
-        .status()
-        .context("cannot run ssh")?;
-    ensure!(
-        status.success(),
-        "upload of {} failed: {status}",
-        from.display()
-    );
     Ok(())
 }
 
@@ -125,8 +104,8 @@ pub fn vm_tiny_guest_runs_under_systemd(ctx: &mut Ctx) -> Result<()> {
     let guest = guest::tiny_guest(&format!(
         "while true; do echo {HEARTBEAT}; usleep 200000; done"
     ));
-    upload(node, &guest.kernel, &format!("{GUEST_DIR}/vmlinuz"))?;
-    upload(node, &guest.initrd, &format!("{GUEST_DIR}/initrd"))?;
+    node.upload(&guest.kernel, &format!("{GUEST_DIR}/vmlinuz"))?;
+    node.upload(&guest.initrd, &format!("{GUEST_DIR}/initrd"))?;
     // A fresh copy: later cases edit it in turn.
     let tree = tree_copy("examples/single-node", "vm")?;
     // Nested KVM does not exist here: the node runs its VMs under TCG.
@@ -239,6 +218,7 @@ pub fn vm_keeps_running_when_hostd_is_killed(ctx: &mut Ctx) -> Result<()> {
 pub fn vm_stop_powers_the_guest_down_gracefully(ctx: &mut Ctx) -> Result<()> {
     let (node, metrics) = ctx.parts()?;
     let tree = tree()?;
+    let (tap, _) = super::net::tiny_tap(&node.status()?).context("tiny has no tap")?;
     write_vm(&tree, "state = \"stopped\"")?;
     let started = Instant::now();
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
@@ -246,6 +226,7 @@ pub fn vm_stop_powers_the_guest_down_gracefully(ctx: &mut Ctx) -> Result<()> {
         tiny(s).is_some_and(|r| r["state"] == "converged" && r["observed"]["state"] == "stopped")
     })?;
     metrics.record("push_to_vm_stopped", started.elapsed().as_secs_f64());
+    super::net::ensure_tap_removed(node, &tap)?;
     let journal = node.sh("journalctl -u horcrux-vm-tiny.service --no-pager -o cat")?;
     ensure!(
         journal.contains("powered down after"),
