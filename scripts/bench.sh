@@ -89,3 +89,14 @@ if [ -z "${SKIP_CRITERION:-}" ]; then
     echo "== criterion (config-schema/benches/load.rs)"
     cargo bench -p horcrux-config --bench load -- --warm-up-time 1 --measurement-time 5
 fi
+
+if [ -z "${SKIP_CRITERION:-}" ]; then
+    echo "== criterion (hostd/benches/firewall.rs: ruleset for 1,000 VMs x 5 rules)"
+    cargo bench -p horcrux-hostd --bench firewall -- --warm-up-time 1 --measurement-time 5
+fi
+
+if [ "$(id -u)" -eq 0 ] && command -v nft >/dev/null; then
+    echo "== firewall edit saved -> rules in the kernel (hostd in a netns)"
+    EDITS=10 scripts/bench-firewall-edit.sh 100
+    EDITS=5 scripts/bench-firewall-edit.sh 1000
+fi
