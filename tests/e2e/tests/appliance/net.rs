@@ -206,14 +206,12 @@ pub fn net_vm_nic_on_bridge_behind_firewall(ctx: &mut Ctx) -> Result<()> {
 
     // A group edit saved on the node reaches the kernel: measured on the
     // node itself, file write to rule listed.
-    let script = format!(
-        "f=/etc/horcrux/cluster/firewall/web.toml; cp $f /run/web.toml.orig; \
+    let script = "f=/etc/horcrux/cluster/firewall/web.toml; cp $f /run/web.toml.orig; \
          s=$(date +%s%N); printf '\\n[[rule]]\\ndirection = \"in\"\\naction = \"accept\"\\nproto = \"tcp\"\\nports = \"8443\"\\n' >> $f; \
          n=0; until nft list chain bridge horcrux in-web | grep -q 8443; do n=$((n+1)); [ $n -gt 3000 ] && exit 1; sleep 0.01; done; \
-         e=$(date +%s%N); cp /run/web.toml.orig $f; echo $(( (e - s) / 1000000 ))"
-    );
+         e=$(date +%s%N); cp /run/web.toml.orig $f; echo $(( (e - s) / 1000000 ))";
     let ms: f64 = node
-        .sh(&script)?
+        .sh(script)?
         .trim()
         .parse()
         .context("edit-to-kernel time")?;
