@@ -41,7 +41,7 @@ color = "red"
             at("cluster/vms/b.toml", 3, 9, "unknown value \"runing\"")
                 .hint("did you mean `running`?"),
             at("node.toml", 2, 1, "unknown key `color`")
-                .hint("known keys here: management, name, qemu, status, uplinks, zfs"),
+                .hint("known keys here: firewall, management, name, qemu, status, uplinks, zfs"),
         ],
     );
 

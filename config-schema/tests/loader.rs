@@ -147,8 +147,14 @@ fn symlinks_leaving_the_root_are_errors() {
 #[test]
 fn symlinks_inside_the_root_are_followed() {
     let dir = base_root();
-    // A file symlink next to its target.
-    symlink("lan.toml", dir.path().join("cluster/networks/lan2.toml")).expect("ln");
+    // A file symlink next to its target (an isolated bridge: two networks
+    // may not bridge the same uplink).
+    fs::write(
+        dir.path().join("cluster/networks/iso.toml"),
+        "kind = \"bridge\"\n",
+    )
+    .expect("write");
+    symlink("iso.toml", dir.path().join("cluster/networks/iso2.toml")).expect("ln");
     // A directory symlink to a dot-directory (which is not walked itself).
     let vms = dir.path().join("cluster/vms");
     fs::rename(&vms, dir.path().join(".vms-real")).expect("mv");
@@ -157,7 +163,7 @@ fn symlinks_inside_the_root_are_followed() {
     let checked = load(dir.path()).expect("loads");
     assert_valid(&checked.errors);
     let names: Vec<&str> = checked.config.networks.keys().map(|n| n.as_str()).collect();
-    assert_eq!(names, ["lan", "lan2"]);
+    assert_eq!(names, ["iso", "iso2", "lan"]);
     let vms: Vec<&str> = checked.config.vms.keys().map(|n| n.as_str()).collect();
     assert_eq!(vms, ["web"]);
 }
