@@ -102,6 +102,15 @@ impl Diagnostics {
         self.pending.len()
     }
 
+    /// Whether a problem was already reported in `file`: rules that read
+    /// another file's content skip a broken one instead of reporting
+    /// consequences of its errors.
+    pub fn has_error_in(&self, file: crate::source::FileId) -> bool {
+        self.pending
+            .iter()
+            .any(|p| matches!(p.target, Target::Span(span) if span.file == file))
+    }
+
     /// Locates every problem and sorts them by file, then line, then column.
     pub fn resolve(self, sources: &Sources) -> Vec<Diagnostic> {
         let mut out: Vec<Diagnostic> = self

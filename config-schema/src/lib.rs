@@ -19,3 +19,4 @@ pub use assemble::{Checked, TreeFile, check_files, load};
 pub use diagnostic::Diagnostic;
 pub use load::LoadError;
 pub use model::Config;
+pub use validate::against_previous;

@@ -7,6 +7,7 @@ use crate::decode::Spanned;
 use crate::diagnostic::{Diagnostics, did_you_mean};
 use crate::model::network::NetworkKind;
 use crate::model::storage::StorageKind;
+use crate::model::vm::DiskSource;
 use crate::model::{Config, FileKind};
 use crate::source::Span;
 use crate::types::ResourceName;
@@ -24,6 +25,7 @@ pub(crate) fn validate(config: &Config, present: &BTreeSet<FileKind>, diags: &mu
     };
     v.node_and_cluster();
     v.workloads();
+    v.snapshot_and_clone_storage();
     v.storage_nodes();
     v.unique_vnis();
     v.unique_uplink_segments();
@@ -254,15 +256,6 @@ impl<'a> Validator<'a, '_> {
             let node = self.placement(&vm.node, vm.span, &format!("VM `{name}`"));
             for disk in &vm.disks {
                 self.storage_ref(&disk.storage, node);
-                if let Some(source) = &disk.source
-                    && let crate::model::vm::DiskSource::Clone { vm: origin, .. } = &source.value
-                    && !config.has_file(FileKind::Vm, origin)
-                {
-                    self.diags.error(
-                        source.span,
-                        format!("clone source VM `{origin}` does not exist"),
-                    );
-                }
             }
             for nic in &vm.nics {
                 self.network_ref(&nic.network, node, &mut networks_here);
@@ -281,6 +274,95 @@ impl<'a> Validator<'a, '_> {
             }
         }
         self.uplinks(networks_here);
+    }
+
+    /// Snapshots and linked clones are ZFS features: a VM that declares
+    /// either must keep the disks involved on ZFS storage, and a clone
+    /// must live in the same storage (the same pool) as its origin.
+    fn snapshot_and_clone_storage(&mut self) {
+        let config = self.config;
+        let kind_of = |storage: &ResourceName| config.storage.get(storage).map(|s| *s.kind);
+        for (name, vm) in &config.vms {
+            let wants_snapshots = vm
+                .snapshots
+                .as_ref()
+                .map(|s| s.every.span)
+                .or_else(|| vm.named_snapshots.first().map(|s| s.name.span));
+            // Disks on dir storage are left out of snapshots (scratch
+            // space); a VM with none on ZFS has nothing to snapshot.
+            if let Some(span) = wants_snapshots
+                && !vm
+                    .disks
+                    .iter()
+                    .any(|d| kind_of(&d.storage) != Some(StorageKind::Dir))
+            {
+                self.diags.error_with_hint(
+                    span,
+                    format!("VM `{name}` has snapshots but no disk on ZFS storage"),
+                    "snapshots are ZFS snapshots: put a disk on a storage with kind = \"zfs\", or remove them",
+                );
+            }
+            for disk in &vm.disks {
+                let Some(source) = &disk.source else { continue };
+                let DiskSource::Clone {
+                    vm: origin,
+                    disk: origin_index,
+                    ..
+                } = &source.value
+                else {
+                    continue;
+                };
+                if !config.has_file(FileKind::Vm, origin) {
+                    self.diags.error(
+                        source.span,
+                        format!("clone source VM `{origin}` does not exist"),
+                    );
+                    continue;
+                }
+                // An origin file with errors has those reported already.
+                let Some(origin_vm) = config.vms.get(origin) else {
+                    continue;
+                };
+                if self.diags.has_error_in(origin_vm.span.file) {
+                    continue;
+                }
+                let Some(origin_disk) = usize::try_from(*origin_index)
+                    .ok()
+                    .and_then(|i| origin_vm.disks.get(i))
+                else {
+                    self.diags.error(
+                        source.span,
+                        format!(
+                            "VM `{origin}` has no disk{origin_index} (it has {} disks)",
+                            origin_vm.disks.len()
+                        ),
+                    );
+                    continue;
+                };
+                if kind_of(&disk.storage) == Some(StorageKind::Dir) {
+                    self.diags.error_with_hint(
+                        source.span,
+                        format!("a linked clone needs ZFS storage, but `{}` is a dir storage", *disk.storage),
+                        "put the disk on a storage with kind = \"zfs\", or start it from an image: source = \"image:<file>\"",
+                    );
+                } else if *origin_disk.storage != *disk.storage {
+                    self.diags.error_with_hint(
+                        source.span,
+                        format!(
+                            "a clone lives in the storage of its origin: disk{origin_index} of VM `{origin}` is on `{}`, this disk on `{}`",
+                            *origin_disk.storage, *disk.storage
+                        ),
+                        format!("set storage = \"{}\" for this disk", *origin_disk.storage),
+                    );
+                }
+                if origin_vm.node.as_ref().map(|n| &n.value) != vm.node.as_ref().map(|n| &n.value) {
+                    self.diags.error(
+                        source.span,
+                        format!("a linked clone must be placed on the node of its origin VM `{origin}`"),
+                    );
+                }
+            }
+        }
     }
 
     /// Every network used on this node must find its uplink in node.toml.
@@ -394,4 +476,30 @@ impl<'a> Validator<'a, '_> {
 
 fn join<'s>(items: impl Iterator<Item = &'s str>) -> String {
     items.collect::<Vec<_>>().join(", ")
+}
+
+/// Changes from the running generation that validation of one tree alone
+/// cannot see. A disk never shrinks: the data past the new end would be
+/// gone, so a smaller `size` than the previous generation's is an error
+/// (hostd also refuses it against the real volume, whatever the config).
+pub fn against_previous(previous: &Config, next: &Config) -> Vec<crate::Diagnostic> {
+    let mut diags = Diagnostics::default();
+    for (name, vm) in &next.vms {
+        let Some(before) = previous.vms.get(name) else {
+            continue;
+        };
+        for (index, (disk, old)) in vm.disks.iter().zip(&before.disks).enumerate() {
+            if *disk.storage == *old.storage && disk.size.bytes() < old.size.bytes() {
+                diags.error_with_hint(
+                    disk.size.span,
+                    format!(
+                        "disk {index} of VM `{name}` would shrink from {} to {}; disks only grow",
+                        *old.size, *disk.size
+                    ),
+                    format!("keep size = \"{}\" or larger", *old.size),
+                );
+            }
+        }
+    }
+    diags.resolve(&next.sources)
 }

@@ -338,6 +338,10 @@ keep = 1
     let high = r#"cpus = 512
 memory = "1TiB"
 
+[[disk]]
+storage = "local"
+size = "1TiB"
+
 [snapshots]
 every = "1h 30m"
 keep = 10000

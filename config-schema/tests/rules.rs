@@ -106,7 +106,7 @@ storage = "local"
 size = "20GiB"
 
 [[disk]]
-storage = "images"
+storage = "local"
 size = "20GiB"
 source = "clone:tmpl/disk0@base"
 
@@ -124,7 +124,7 @@ path = "/data"
 "#;
     assert_valid(&single(&[
         ("cluster/vms/web.toml", vm),
-        ("cluster/vms/tmpl.toml", "state = \"stopped\"\n"),
+        ("cluster/vms/tmpl.toml", TEMPLATE),
         ("cluster/containers/cache.toml", container),
     ]));
 }
@@ -1003,4 +1003,136 @@ fn check_files_reports_unreadable_files_as_whole_file_errors() {
             whole("cluster/vms/gone.toml", "cannot read: no such file"),
         ],
     );
+}
+
+/// A stopped template VM with one ZFS disk and a named snapshot.
+const TEMPLATE: &str = r#"state = "stopped"
+
+[[disk]]
+storage = "local"
+size = "10GiB"
+
+[[snapshot]]
+name = "base"
+"#;
+
+#[test]
+fn snapshots_and_clones_need_zfs_storage() {
+    let vm = r#"[[disk]]
+storage = "images"
+size = "1GiB"
+
+[snapshots]
+every = "1h"
+keep = 3
+"#;
+    let clone = r#"[[disk]]
+storage = "images"
+size = "10GiB"
+source = "clone:tmpl/disk0@base"
+
+[[disk]]
+storage = "local"
+size = "10GiB"
+source = "clone:tmpl/disk3@base"
+"#;
+    let diags = single(&[
+        ("cluster/vms/tmpl.toml", TEMPLATE),
+        ("cluster/vms/snap.toml", vm),
+        ("cluster/vms/copy.toml", clone),
+    ]);
+    assert_errors(
+        &diags,
+        &[
+            at(
+                "cluster/vms/copy.toml",
+                4,
+                10,
+                "a linked clone needs ZFS storage, but `images` is a dir storage",
+            )
+            .hint("image:<file>"),
+            at(
+                "cluster/vms/copy.toml",
+                9,
+                10,
+                "VM `tmpl` has no disk3 (it has 1 disks)",
+            ),
+            at(
+                "cluster/vms/snap.toml",
+                6,
+                9,
+                "VM `snap` has snapshots but no disk on ZFS storage",
+            )
+            .hint("kind = \"zfs\""),
+        ],
+    );
+}
+
+#[test]
+fn named_snapshots_are_unique_and_not_scheduled_names() {
+    let vm = r#"[[disk]]
+storage = "local"
+size = "1GiB"
+
+[[snapshot]]
+name = "base"
+
+[[snapshot]]
+name = "base"
+"#;
+    let reserved = r#"[[disk]]
+storage = "local"
+size = "1GiB"
+
+[[snapshot]]
+name = "auto-daily"
+"#;
+    let diags = single(&[
+        ("cluster/vms/snap.toml", vm),
+        ("cluster/vms/other.toml", reserved),
+    ]);
+    assert_errors(
+        &diags,
+        &[
+            at(
+                "cluster/vms/other.toml",
+                6,
+                8,
+                "snapshot name \"auto-daily\" starts with \"auto-\"",
+            )
+            .hint("scheduled snapshots"),
+            at(
+                "cluster/vms/snap.toml",
+                9,
+                8,
+                "snapshot \"base\" is declared twice",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_disk_never_shrinks_from_one_generation_to_the_next() {
+    let before = checked(&merge(SINGLE, &[])).into_valid().expect("valid");
+    let smaller = VM_WEB.replace("size = \"20GiB\"", "size = \"10GiB\"");
+    let after = checked(&merge(SINGLE, &[("cluster/vms/web.toml", &smaller)]))
+        .into_valid()
+        .expect("valid");
+    let diags = horcrux_config::against_previous(&before, &after);
+    assert_errors(
+        &diags,
+        &[at(
+            "cluster/vms/web.toml",
+            6,
+            8,
+            "disk 0 of VM `web` would shrink from 20GiB to 10GiB; disks only grow",
+        )
+        .hint("keep size = \"20GiB\" or larger")],
+    );
+    let larger = VM_WEB.replace("size = \"20GiB\"", "size = \"30GiB\"");
+    let grown = checked(&merge(SINGLE, &[("cluster/vms/web.toml", &larger)]))
+        .into_valid()
+        .expect("valid");
+    assert!(horcrux_config::against_previous(&before, &grown).is_empty());
+    assert!(horcrux_config::against_previous(&grown, &before).len() == 1);
 }

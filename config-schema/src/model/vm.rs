@@ -7,7 +7,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::decode::{Bounded, ParseStr, Spanned, Table, ValueError};
-use crate::types::{AbsPath, ByteSize, Duration, IfaceAddr, MacAddr, ResourceName, SshPublicKey};
+use crate::types::{
+    AbsPath, ByteSize, Duration, IfaceAddr, MacAddr, ResourceName, SnapshotName, SshPublicKey,
+};
 use crate::{decode_table, keyword_enum};
 
 use super::State;
@@ -83,6 +85,10 @@ pub struct Vm {
     pub cloud_init: Option<CloudInit>,
     /// Periodic snapshots of every disk, with retention.
     pub snapshots: Option<SnapshotSchedule>,
+    /// Named snapshots of every disk (`[[snapshot]]` tables): each is taken
+    /// once, kept while declared and destroyed when its table is removed.
+    #[serde(rename = "snapshot", default)]
+    pub named_snapshots: Vec<Spanned<NamedSnapshot>>,
     /// Direct kernel boot: QEMU loads a kernel (and initrd) from the node
     /// instead of booting from a disk.
     pub boot: Option<DirectBoot>,
@@ -133,6 +139,14 @@ fn read_vm(t: &mut Table) -> Option<Vm> {
     let nics = t.list("nic");
     let cloud_init = t.optional::<CloudInit>("cloud_init").map(|c| c.value);
     let snapshots = t.optional::<SnapshotSchedule>("snapshots").map(|s| s.value);
+    let named_snapshots: Vec<Spanned<NamedSnapshot>> = t.list("snapshot");
+    let mut seen = std::collections::BTreeSet::new();
+    for snapshot in &named_snapshots {
+        if !seen.insert(snapshot.name.as_str()) {
+            let msg = format!("snapshot \"{}\" is declared twice", *snapshot.name);
+            t.cx().diags.error(snapshot.name.span, msg);
+        }
+    }
     let boot = t.optional::<DirectBoot>("boot").map(|b| b.value);
     Some(Vm {
         node,
@@ -147,10 +161,25 @@ fn read_vm(t: &mut Table) -> Option<Vm> {
         nics,
         cloud_init,
         snapshots,
+        named_snapshots,
         boot,
     })
 }
 decode_table!(Vm, read_vm);
+
+/// A snapshot of every disk of the VM, taken once under this name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamedSnapshot {
+    /// The snapshot's name, e.g. "base"; `clone:<vm>/disk<N>@<name>` refers to it.
+    pub name: Spanned<SnapshotName>,
+}
+
+fn read_named_snapshot(t: &mut Table) -> Option<NamedSnapshot> {
+    let name = t.required("name");
+    Some(NamedSnapshot { name: name? })
+}
+decode_table!(NamedSnapshot, read_named_snapshot);
 
 /// Direct kernel boot (QEMU `-kernel`, `-initrd`, `-append`), for
 /// appliances and test guests that need no boot loader. The files are
@@ -254,7 +283,7 @@ impl ParseStr for DiskSource {
                 Ok(DiskSource::Image(file.to_string()))
             } else {
                 Err(ValueError::new(format!("invalid image name \"{file}\""))
-                    .hint("an image is a file name in the storage's image directory, without '/'"))
+                    .hint("an image is a file name in /var/lib/horcrux/images on the node, without '/'"))
             };
         }
         if let Some(rest) = s.strip_prefix("clone:") {

@@ -9,7 +9,9 @@ mod size;
 mod time;
 
 pub use keys::{MinisignKey, SshPublicKey};
-pub use name::{EnvName, InterfaceName, ResourceName, ZfsDataset};
+pub use name::{
+    EnvName, InterfaceName, ResourceName, SCHEDULED_SNAPSHOT_PREFIX, SnapshotName, ZfsDataset,
+};
 pub use net::{IfaceAddr, IpNet, MacAddr, PortList, PortRange};
 pub use path::{AbsPath, ConfigPath};
 pub use size::ByteSize;

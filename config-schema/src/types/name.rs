@@ -104,6 +104,44 @@ super::string_value!(
 );
 
 super::string_newtype!(
+    /// A snapshot name: `^[a-z0-9][a-z0-9._-]{0,62}$`, not starting with
+    /// `auto-` (the prefix of scheduled snapshots).
+    SnapshotName
+);
+
+/// The prefix of the snapshots hostd takes on a schedule; declared names
+/// cannot use it, so retention never mistakes one for the other.
+pub const SCHEDULED_SNAPSHOT_PREFIX: &str = "auto-";
+
+impl ParseStr for SnapshotName {
+    const EXPECTED: &'static str = "a snapshot name";
+    fn parse_str(s: &str) -> Result<Self, ValueError> {
+        let valid = s.len() <= 63
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
+            });
+        if !valid {
+            return Err(ValueError::new(format!("invalid snapshot name \"{s}\""))
+                .hint("1 to 63 characters: a lowercase letter or digit, then lowercase letters, digits, '.', '_' or '-'"));
+        }
+        if s.starts_with(SCHEDULED_SNAPSHOT_PREFIX) {
+            return Err(ValueError::new(format!(
+                "snapshot name \"{s}\" starts with \"{SCHEDULED_SNAPSHOT_PREFIX}\""
+            ))
+            .hint("that prefix belongs to scheduled snapshots ([snapshots] every/keep); pick another name"));
+        }
+        Ok(SnapshotName(s.to_string()))
+    }
+}
+super::string_value!(
+    SnapshotName,
+    "snapshot name",
+    "A snapshot name such as \"base\" or \"pre-upgrade.1\"; \"auto-\" is reserved for scheduled snapshots.",
+    pattern = "^[a-z0-9][a-z0-9._-]{0,62}$"
+);
+
+super::string_newtype!(
     /// An environment variable name: `^[A-Za-z_][A-Za-z0-9_]*$`.
     EnvName
 );
@@ -154,6 +192,16 @@ mod tests {
         assert!(InterfaceName::parse_str("a-very-long-name0").is_err());
         assert!(InterfaceName::parse_str("eth/0").is_err());
         assert!(InterfaceName::parse_str("").is_err());
+    }
+
+    #[test]
+    fn snapshot_names() {
+        for good in ["base", "pre-upgrade.1", "2026_11", "a"] {
+            assert!(SnapshotName::parse_str(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Base", "-x", ".x", "a b", "a@b", "a/b", "auto-1", &"x".repeat(64)] {
+            assert!(SnapshotName::parse_str(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
