@@ -4,7 +4,7 @@
 # `make demo`; .ci/run installs the same list.
 set -euo pipefail
 packages=(mmdebstrap fdisk e2fsprogs dosfstools mtools qemu-system-x86 qemu-utils ovmf
-    openssh-client rsync git tar iproute2 nftables)
+    openssh-client rsync git tar iproute2 nftables qemu-guest-agent)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -358,7 +358,9 @@ impl<'a> Validator<'a, '_> {
                 if origin_vm.node.as_ref().map(|n| &n.value) != vm.node.as_ref().map(|n| &n.value) {
                     self.diags.error(
                         source.span,
-                        format!("a linked clone must be placed on the node of its origin VM `{origin}`"),
+                        format!(
+                            "a linked clone must be placed on the node of its origin VM `{origin}`"
+                        ),
                     );
                 }
             }

@@ -53,7 +53,31 @@ fn render_json_of_cluster_3_node2() {
         .map(|k| k.as_str())
         .collect();
     assert_eq!(keys, ["units", "qemu", "nftables", "volumes", "links"]);
-    assert_eq!(json["volumes"], Value::Array(vec![]));
+    // node2 has db (a zvol and a scratch qcow2) and web-2 (a zvol).
+    let volumes = json["volumes"].as_array().unwrap();
+    let summary: Vec<(String, String, u64)> = volumes
+        .iter()
+        .map(|v| {
+            let place = v["dataset"].as_str().or(v["file"].as_str()).unwrap();
+            (
+                v["vm"].as_str().unwrap().to_string(),
+                place.to_string(),
+                v["size_bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("db".into(), "tank/vms/vm-db-disk0".into(), 100 << 30),
+            (
+                "db".into(),
+                "/var/lib/horcrux/scratch/vm-db-disk1.qcow2".into(),
+                50 << 30
+            ),
+            ("web-2".into(), "tank/vms/vm-web-2-disk0".into(), 20 << 30),
+        ]
+    );
 
     // db's NIC is filtered by its group; the ruleset is one transaction.
     let nft = json["nftables"].as_str().unwrap();

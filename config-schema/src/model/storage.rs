@@ -21,7 +21,7 @@ pub struct Storage {
     /// zfs only: the parent dataset of the volumes, e.g. "tank/vms". Its pool
     /// must be listed in node.toml `[zfs] pools` on the nodes that use it.
     pub pool: Option<Spanned<ZfsDataset>>,
-    /// dir only: an absolute directory, e.g. "/var/lib/horcrux/images".
+    /// dir only: an absolute directory, e.g. "/var/lib/horcrux/disks".
     pub path: Option<Spanned<AbsPath>>,
     /// Nodes that have this storage. Empty: every member.
     #[serde(default)]

@@ -118,9 +118,8 @@ impl ParseStr for SnapshotName {
     fn parse_str(s: &str) -> Result<Self, ValueError> {
         let valid = s.len() <= 63
             && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
-            });
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
         if !valid {
             return Err(ValueError::new(format!("invalid snapshot name \"{s}\""))
                 .hint("1 to 63 characters: a lowercase letter or digit, then lowercase letters, digits, '.', '_' or '-'"));
@@ -199,7 +198,17 @@ mod tests {
         for good in ["base", "pre-upgrade.1", "2026_11", "a"] {
             assert!(SnapshotName::parse_str(good).is_ok(), "{good}");
         }
-        for bad in ["", "Base", "-x", ".x", "a b", "a@b", "a/b", "auto-1", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "Base",
+            "-x",
+            ".x",
+            "a b",
+            "a@b",
+            "a/b",
+            "auto-1",
+            &"x".repeat(64),
+        ] {
             assert!(SnapshotName::parse_str(bad).is_err(), "{bad}");
         }
     }

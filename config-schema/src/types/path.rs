@@ -45,7 +45,7 @@ impl ParseStr for AbsPath {
 super::string_value!(
     AbsPath,
     "absolute path",
-    "An absolute path, e.g. \"/var/lib/horcrux/images\"."
+    "An absolute path, e.g. \"/var/lib/horcrux/disks\"."
 );
 
 /// A path relative to the config root that stays inside it, e.g. "secrets/gossip.key".

@@ -12,10 +12,10 @@ use super::firewall::render_ruleset;
 use super::naming::{self, Layout};
 use super::net::render_links;
 use super::qemu::ArgvError;
+use super::storage::render_volumes;
 use super::vm::render_vm;
 
-/// The artifacts of one node. `volumes` stays empty until the storage
-/// backend fills it.
+/// The artifacts of one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Artifacts {
     /// Unit file name -> text, for /run/systemd/system.
@@ -24,7 +24,8 @@ pub struct Artifacts {
     pub qemu: BTreeMap<String, Vec<String>>,
     /// The `bridge horcrux` and `inet horcrux` tables, exactly as applied.
     pub nftables: Option<String>,
-    /// Storage volumes (storage backend, later).
+    /// One volume per VM disk: `{"vm", "disk", "volume", "dataset" or
+    /// "file", "size_bytes", "source"?, "snapshots"?}`.
     pub volumes: Vec<serde_json::Value>,
     /// Bridges, their VLAN/VXLAN/uplink ports, and VM taps.
     pub links: Vec<serde_json::Value>,
@@ -101,6 +102,7 @@ pub fn render_node(config: &Config, node: &str, layout: &Layout) -> Result<Artif
     }
     out.nftables = Some(render_ruleset(config, node));
     out.links = render_links(config, node);
+    out.volumes = render_volumes(config, node, layout);
     Ok(out)
 }
 

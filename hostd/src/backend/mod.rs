@@ -4,12 +4,14 @@
 
 pub mod artifacts;
 pub mod cloud_init;
+pub mod command;
 pub mod connection;
 pub mod firewall;
 pub mod management;
 pub mod naming;
 pub mod net;
 pub mod qemu;
+pub mod storage;
 pub mod systemd;
 pub mod vm;
 

@@ -32,7 +32,7 @@ pub fn run(dir: &Path) -> Outcome {
             return Outcome::error(exit::INVALID, &format!("horcrux plan: cannot start: {e}"));
         }
     };
-    let backends = backends(&Layout::default(), true);
+    let backends = backends(&Layout::default(), true, None);
     let desired = desired_state(&backends, &config);
     let plan = runtime.block_on(async { observe_all(&backends).await.plan(&desired) });
     let code = u8::try_from(plan.exit_code()).unwrap_or(exit::INVALID);

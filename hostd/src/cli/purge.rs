@@ -5,10 +5,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use super::{Outcome, exit};
 use crate::backend::naming::{self, Layout};
+use crate::backend::storage::zfs::Zfs;
 use crate::backend::vm::orphans;
 use crate::errors::chain;
 
@@ -69,23 +69,19 @@ pub fn vm(name: &str, config_dir: &Path, layout: &Layout, yes: bool) -> Outcome 
     Outcome::ok(out)
 }
 
-/// Deletes a state dir, a disk file, or a zvol (through `zfs destroy`:
-/// a zvol is a dataset, not a file).
+/// Deletes a state dir, a disk file, or a zvol with its snapshots
+/// (through `zfs destroy -r`: a zvol is a dataset, not a file; never
+/// `-R`, so a clone of one of its snapshots makes it fail, saying which).
 fn delete(path: &Path) -> Result<(), String> {
     if let Ok(dataset) = path.strip_prefix("/dev/zvol") {
-        let status = Command::new("zfs")
-            .arg("destroy")
-            .arg(dataset)
-            .status()
-            .map_err(|e| format!("cannot run `zfs destroy {}`: {e}", dataset.display()))?;
-        return if status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`zfs destroy {}` failed ({status})",
-                dataset.display()
-            ))
-        };
+        let dataset = dataset.to_string_lossy();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+        return runtime
+            .block_on(Zfs::new().destroy_volume(&dataset))
+            .map_err(|e| chain(&e));
     }
     let result = if path.is_dir() {
         std::fs::remove_dir_all(path)

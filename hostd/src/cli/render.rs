@@ -1,5 +1,5 @@
 //! `horcrux render`: every artifact hostd would create on a node (unit
-//! files, QEMU command lines, the nftables ruleset, links; later volumes),
+//! files, QEMU command lines, the nftables ruleset, links, volumes),
 //! printed without touching the system.
 
 use std::fmt::Write as _;
@@ -14,7 +14,7 @@ use crate::errors::chain;
 pub enum Format {
     /// Each unit file under a header line.
     Text,
-    /// `{"units": {...}, "qemu": {...}, "nftables": "...", "volumes": [], "links": [...]}`.
+    /// `{"units": {...}, "qemu": {...}, "nftables": "...", "volumes": [...], "links": [...]}`.
     Json,
 }
 

@@ -19,6 +19,8 @@ use crate::backend::Layout;
 use crate::backend::firewall::{FirewallBackend, NFT};
 use crate::backend::management::ManagementBackend;
 use crate::backend::net::NetworkBackend;
+use crate::backend::storage::scheduler::Scheduler;
+use crate::backend::storage::{self, StorageBackend};
 use crate::backend::vm::{VmBackend, orphans};
 use crate::errors::chain;
 use crate::generation::{GenerationStore, StoreError};
@@ -78,8 +80,18 @@ pub enum DaemonError {
 /// The drivers this node converges through. Backends register here as
 /// they land (VMs, networks, firewall, volumes); `horcrux plan` uses the
 /// same list so it shows exactly what hostd would do.
-pub fn backends(layout: &Layout, host_network: bool) -> Vec<Arc<dyn Backend>> {
-    let mut all = vec![VmBackend::shared(layout.clone())];
+///
+/// `status` receives progress of long work (image imports); `None` for
+/// one-shot commands.
+pub fn backends(
+    layout: &Layout,
+    host_network: bool,
+    status: Option<StatusHandle>,
+) -> Vec<Arc<dyn Backend>> {
+    let mut all = vec![
+        VmBackend::shared(layout.clone()),
+        StorageBackend::shared(layout.clone(), status),
+    ];
     if host_network {
         all.push(ManagementBackend::shared());
         all.push(NetworkBackend::shared(layout));
@@ -94,10 +106,9 @@ pub async fn run(
     opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let backends = backends(
-        &Layout::new(&opts.run_dir, &opts.state_dir),
-        opts.host_network,
-    );
+    let layout = Layout::new(&opts.run_dir, &opts.state_dir);
+    let status = StatusHandle::new(Status::new(fallback_node_name()));
+    let backends = backends(&layout, opts.host_network, Some(status.clone()));
     for dir in [&opts.state_dir, &opts.run_dir] {
         std::fs::create_dir_all(dir).map_err(|source| DaemonError::CreateDir {
             path: dir.clone(),
@@ -106,8 +117,9 @@ pub async fn run(
     }
     let store = GenerationStore::open(&opts.state_dir)?;
     store.recover()?;
-    let status = StatusHandle::new(Status::new(fallback_node_name()));
     let mut daemon = Daemon {
+        snapshots: Scheduler::spawn(layout.clone(), status.clone()),
+        layout,
         reconciler: Reconciler::new(status.clone(), backends),
         server: server::StatusServer::new(status.clone()),
         opts,
@@ -169,6 +181,8 @@ pub async fn run(
 
 struct Daemon {
     opts: Options,
+    layout: Layout,
+    snapshots: Scheduler,
     store: GenerationStore,
     reloader: Reloader,
     status: StatusHandle,
@@ -209,14 +223,20 @@ impl Daemon {
             let name = name.to_string();
             self.status.update(|s| s.node = name);
         }
+        self.snapshots
+            .set(storage::desired::schedules(&config, &self.layout));
         self.current = Some(config);
     }
 
     async fn reload(&mut self) {
         let started = Instant::now();
         let result = tokio::task::block_in_place(|| {
-            self.reloader
-                .reload(&self.opts.config_dir, &self.opts.run_dir, &self.store)
+            self.reloader.reload(
+                &self.opts.config_dir,
+                &self.opts.run_dir,
+                &self.store,
+                self.current.as_deref(),
+            )
         });
         match result {
             Ok(Outcome::Unchanged) => return,
@@ -280,8 +300,7 @@ impl Daemon {
         }
         self.reconciler.converge(self.current.as_deref()).await;
         if let Some(config) = &self.current {
-            let layout = Layout::new(&self.opts.run_dir, &self.opts.state_dir);
-            let orphaned = orphans::find(config, &layout);
+            let orphaned = orphans::find(config, &self.layout);
             self.status.update(|s| s.orphaned_vms = orphaned);
         }
     }

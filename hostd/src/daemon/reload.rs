@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use horcrux_config::load::read_tree;
-use horcrux_config::{Config, Diagnostic, LoadError, TreeFile, check_files};
+use horcrux_config::{Config, Diagnostic, LoadError, TreeFile, against_previous, check_files};
 
 use crate::generation::{GenerationInfo, GenerationStore, StoreError, TreeHash, hint, tree_hash};
 
@@ -44,6 +44,7 @@ impl Reloader {
         config_dir: &Path,
         run_dir: &Path,
         store: &GenerationStore,
+        running: Option<&Config>,
     ) -> Result<Outcome, ReloadError> {
         let files = read_tree(config_dir)?;
         let seen = fingerprint(&files);
@@ -58,7 +59,13 @@ impl Reloader {
                 self.last_seen = Some(seen);
                 return Ok(Outcome::Rejected(vec![missing_node_toml()]));
             }
-            Ok(config) => config,
+            Ok(config) => match running.map(|r| against_previous(r, &config)) {
+                Some(errors) if !errors.is_empty() => {
+                    self.last_seen = Some(seen);
+                    return Ok(Outcome::Rejected(errors));
+                }
+                _ => config,
+            },
             Err(errors) => {
                 self.last_seen = Some(seen);
                 return Ok(Outcome::Rejected(errors));

@@ -20,6 +20,9 @@ pub fn plan(desired: &[Desired], observed: &[Observed]) -> Plan {
     plan_with(desired, observed, &BTreeMap::new())
 }
 
+/// Resources of kinds that [keep data](ResourceKind::keeps_data) are
+/// never deleted: an undesired volume or pool is left alone.
+///
 /// Like [`plan`], when some kinds could not be observed this cycle
 /// (`unobserved` maps each to its error). Their resources are neither
 /// created nor deleted (absence from `observed` means nothing for them),
@@ -59,6 +62,8 @@ fn pair<'a>(
     let action = match (desired, observed) {
         (Some(d), None) => Some(create(d)),
         (Some(d), Some(o)) => update(d, o),
+        // Data is only ever destroyed by an operator (`horcrux purge`).
+        (None, _) if id.kind.keeps_data() => None,
         (None, _) => Some(Action {
             id: id.clone(),
             op: Op::Delete,

@@ -27,8 +27,8 @@ use serde::Serialize;
 
 /// Kinds of resource, in the order they are created: the node's own
 /// management address first, networks and firewall
-/// before the taps of the NICs that use them, volumes before the VMs that
-/// use them.
+/// before the taps of the NICs that use them, pools before their volumes,
+/// volumes before the VMs that use them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceKind {
@@ -36,6 +36,7 @@ pub enum ResourceKind {
     Network,
     Firewall,
     Tap,
+    Pool,
     Volume,
     Vm,
     Container,
@@ -48,10 +49,20 @@ impl ResourceKind {
             ResourceKind::Network => "network",
             ResourceKind::Firewall => "firewall",
             ResourceKind::Tap => "tap",
+            ResourceKind::Pool => "pool",
             ResourceKind::Volume => "volume",
             ResourceKind::Vm => "vm",
             ResourceKind::Container => "container",
         }
+    }
+}
+
+impl ResourceKind {
+    /// Kinds that hold data: the planner never deletes one that is no
+    /// longer desired. A removed VM's volumes are kept (shown as
+    /// orphaned) until `horcrux purge`; pools are never exported.
+    pub fn keeps_data(self) -> bool {
+        matches!(self, ResourceKind::Pool | ResourceKind::Volume)
     }
 }
 

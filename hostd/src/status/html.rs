@@ -10,6 +10,7 @@ use horcrux_config::Diagnostic;
 use super::{ResourceStatus, Status};
 use crate::backend::vm::orphans::OrphanedVm;
 use crate::generation::GenerationInfo;
+use crate::plan::ResourceKind;
 
 /// Hex digits of the tree hash shown; the full hash is in the tooltip.
 const SHORT_HASH: usize = 12;
@@ -66,6 +67,7 @@ pub fn render(status: &Status) -> String {
     vms(&mut out, status);
     networks(&mut out, status);
     firewall(&mut out, status);
+    storage(&mut out, status);
     orphans(&mut out, &status.orphaned_vms);
     let _ = writeln!(
         out,
@@ -203,15 +205,6 @@ fn networks(out: &mut String, status: &Status) {
     for row in rows {
         let n = row.network;
         let get = |key: &str| n.desired.get(key).map_or_else(String::new, |v| escape(v));
-        let differs: Vec<String> = n
-            .desired
-            .iter()
-            .filter(|(key, value)| n.observed.get(*key) != Some(*value))
-            .map(|(key, _)| {
-                let is = n.observed.get(key).map_or("absent", String::as_str);
-                format!("{}: {}", escape(key), escape(is))
-            })
-            .collect();
         let state = n.state.as_str();
         let _ = write!(
             out,
@@ -223,7 +216,117 @@ fn networks(out: &mut String, status: &Status) {
             get("mtu"),
             row.taps_attached,
             row.taps_wanted,
-            differs.join(", ")
+            differs(n)
+        );
+    }
+    out.push_str("</table>");
+}
+
+/// The fields whose observed value is not the desired one, as
+/// `field: observed` (escaped).
+fn differs(r: &ResourceStatus) -> String {
+    let fields: Vec<String> = r
+        .desired
+        .iter()
+        .filter(|(key, value)| r.observed.get(*key) != Some(*value))
+        .map(|(key, _)| {
+            let is = r.observed.get(key).map_or("absent", String::as_str);
+            format!("{}: {}", escape(key), escape(is))
+        })
+        .collect();
+    fields.join(", ")
+}
+
+/// A byte count from an observed field, in binary units.
+fn size(r: &ResourceStatus, field: &str) -> String {
+    r.observed
+        .get(field)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or_else(String::new, |b| {
+            escape(&horcrux_config::types::ByteSize::from_bytes(b).to_string())
+        })
+}
+
+/// Pools, each VM disk with its usage and snapshots, imports in
+/// progress, and snapshot schedules.
+fn storage(out: &mut String, status: &Status) {
+    let pools = status.of_kind(ResourceKind::Pool);
+    if !pools.is_empty() {
+        let _ = write!(out, "<h2>Pools ({})</h2>", pools.len());
+        out.push_str(
+            "<table><tr><th>pool</th><th>state</th><th>health</th><th>size</th><th>free</th></tr>",
+        );
+        for pool in pools {
+            let state = pool.state.as_str();
+            let health = pool
+                .observed
+                .get("health")
+                .map_or("not imported", String::as_str);
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&pool.name),
+                escape(health),
+                size(pool, "size"),
+                size(pool, "free"),
+            );
+        }
+        out.push_str("</table>");
+    }
+    let volumes = status.of_kind(ResourceKind::Volume);
+    if !volumes.is_empty() {
+        let _ = write!(out, "<h2>Disks ({})</h2>", volumes.len());
+        out.push_str(
+            "<table><tr><th>volume</th><th>state</th><th>location</th><th>size</th><th>used</th>\
+             <th>named snapshots</th><th>scheduled</th><th>differs from config</th></tr>",
+        );
+        for volume in volumes {
+            let state = volume.state.as_str();
+            let get = |key: &str| {
+                volume
+                    .observed
+                    .get(key)
+                    .map_or_else(String::new, |v| escape(v))
+            };
+            let mut differs = differs(volume);
+            if let Some(percent) = status.imports.get(&volume.name) {
+                differs = format!("importing image: {percent:.1}%");
+            }
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td>{differs}</td></tr>",
+                escape(&volume.name),
+                get("location"),
+                get("size"),
+                size(volume, "used"),
+                get("snapshots"),
+                get("scheduled_snapshots"),
+            );
+        }
+        out.push_str("</table>");
+    }
+    if status.snapshot_schedules.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<h2>Snapshot schedules</h2><table><tr><th>VM</th><th>every</th><th>keep</th>\
+         <th>last</th><th>late by</th><th>consistency</th><th>taken</th><th>pruned</th><th>error</th></tr>",
+    );
+    for (vm, run) in &status.snapshot_schedules {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(vm),
+            escape(&run.every),
+            run.keep,
+            escape(run.last.as_deref().unwrap_or("none yet")),
+            run.delay_seconds
+                .map_or_else(String::new, |d| format!("{d:.3} s")),
+            escape(run.consistency.as_deref().unwrap_or("")),
+            run.taken,
+            run.pruned,
+            escape(run.error.as_deref().unwrap_or("")),
         );
     }
     out.push_str("</table>");
@@ -285,7 +388,6 @@ fn orphans(out: &mut String, orphans: &[OrphanedVm]) {
 mod tests {
     use super::*;
     use crate::generation::Source;
-    use crate::plan::ResourceKind;
     use crate::status::ResourceState;
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Every family has its `# HELP` and `# TYPE` lines before its samples, and
 //! the samples of a family are contiguous. Label values are escaped; the
-//! only free text exported is the generation hash, the version and VM
-//! names.
+//! only free text exported is the generation hash, the version, and the
+//! names of VMs, networks, pools and volumes.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use horcrux_config::decode::ParseStr as _;
 use horcrux_config::types::ByteSize;
 
+use super::model::ScheduleRun;
 use super::{ResourceState, ResourceStatus, Status};
 use crate::plan::ResourceKind;
 
@@ -198,6 +199,7 @@ pub fn render(status: &Status) -> String {
     vms(&mut out, status);
     networks(&mut out, status);
     firewall(&mut out, status);
+    storage(&mut out, status);
     out
 }
 
@@ -268,8 +270,7 @@ fn vms(out: &mut String, status: &Status) {
     if vms.is_empty() {
         return;
     }
-    type Value = fn(&ResourceStatus) -> Option<f64>;
-    let gauges: [(&str, &str, Value); 4] = [
+    let gauges: [Gauge; 4] = [
         ("horcrux_vm_up", "1 when the VM's QEMU is running.", |r| {
             let running = r.observed.get("state").is_some_and(|s| s == "running");
             Some(f64::from(u8::from(running)))
@@ -293,16 +294,144 @@ fn vms(out: &mut String, status: &Status) {
             |r| Some(f64::from(u8::from(r.restart_pending))),
         ),
     ];
+    per_resource(out, "vm", &vms, &gauges);
+}
+
+type Gauge = (
+    &'static str,
+    &'static str,
+    fn(&ResourceStatus) -> Option<f64>,
+);
+
+/// One family per gauge, one sample per resource that has a value,
+/// labelled `label="<resource name>"`.
+fn per_resource(out: &mut String, label: &str, resources: &[&ResourceStatus], gauges: &[Gauge]) {
     for (name, help, value) in gauges {
         family(out, name, "gauge", help);
-        for vm in &vms {
-            if let Some(v) = value(vm) {
+        for resource in resources {
+            if let Some(v) = value(resource) {
                 let _ = writeln!(
                     out,
-                    "{name}{{vm=\"{}\"}} {}",
-                    escape_label(&vm.name),
+                    "{name}{{{label}=\"{}\"}} {}",
+                    escape_label(&resource.name),
                     float(v)
                 );
+            }
+        }
+    }
+}
+
+/// An observed field holding a byte count or a size like "20GiB".
+fn bytes(r: &ResourceStatus, field: &str) -> Option<f64> {
+    let text = r.observed.get(field)?;
+    let bytes = text
+        .parse::<u64>()
+        .ok()
+        .or_else(|| ByteSize::parse_str(text).ok().map(|b| b.bytes()))?;
+    // Exact below 2^53 (8 PiB), beyond any pool here.
+    #[allow(clippy::cast_precision_loss)]
+    Some(bytes as f64)
+}
+
+/// Pools and volumes as the storage backend last read them, snapshot
+/// schedules as the scheduler last ran them, imports in progress.
+fn storage(out: &mut String, status: &Status) {
+    let pools = status.of_kind(ResourceKind::Pool);
+    if !pools.is_empty() {
+        let gauges: [Gauge; 3] = [
+            ("horcrux_pool_size_bytes", "Pool size, in bytes.", |r| {
+                bytes(r, "size")
+            }),
+            (
+                "horcrux_pool_free_bytes",
+                "Free space in the pool, in bytes.",
+                |r| bytes(r, "free"),
+            ),
+            (
+                "horcrux_pool_healthy",
+                "1 when the pool is imported and ONLINE.",
+                |r| {
+                    Some(f64::from(u8::from(
+                        r.observed.get("health").is_some_and(|h| h == "ONLINE"),
+                    )))
+                },
+            ),
+        ];
+        per_resource(out, "pool", &pools, &gauges);
+    }
+    let volumes = status.of_kind(ResourceKind::Volume);
+    if !volumes.is_empty() {
+        let gauges: [Gauge; 3] = [
+            (
+                "horcrux_volume_size_bytes",
+                "Volume size as the system reports it, in bytes.",
+                |r| bytes(r, "size"),
+            ),
+            (
+                "horcrux_volume_used_bytes",
+                "Space the volume takes, snapshots included, in bytes.",
+                |r| bytes(r, "used"),
+            ),
+            (
+                "horcrux_volume_snapshots",
+                "Snapshots of the volume (named, scheduled and others).",
+                |r| r.observed.get("snapshot_count")?.parse().ok(),
+            ),
+        ];
+        per_resource(out, "volume", &volumes, &gauges);
+    }
+    if !status.imports.is_empty() {
+        family(
+            out,
+            "horcrux_volume_import_percent",
+            "gauge",
+            "Progress of an image import into a volume.",
+        );
+        for (volume, percent) in &status.imports {
+            let _ = writeln!(
+                out,
+                "horcrux_volume_import_percent{{volume=\"{}\"}} {}",
+                escape_label(volume),
+                float(*percent)
+            );
+        }
+    }
+    if status.snapshot_schedules.is_empty() {
+        return;
+    }
+    type RunValue = fn(&ScheduleRun) -> Option<f64>;
+    #[allow(clippy::cast_precision_loss)]
+    let series: [(&str, &str, &str, RunValue); 4] = [
+        (
+            "horcrux_snapshot_delay_seconds",
+            "gauge",
+            "How late the last scheduled snapshot was after its slot began.",
+            |r| r.delay_seconds,
+        ),
+        (
+            "horcrux_snapshots_taken_total",
+            "counter",
+            "Scheduled snapshots taken since hostd started.",
+            |r| Some(r.taken as f64),
+        ),
+        (
+            "horcrux_snapshots_pruned_total",
+            "counter",
+            "Scheduled snapshots destroyed by retention since hostd started.",
+            |r| Some(r.pruned as f64),
+        ),
+        (
+            "horcrux_snapshot_schedule_failing",
+            "gauge",
+            "1 when the last snapshot or prune of the schedule failed.",
+            |r| Some(f64::from(u8::from(r.error.is_some()))),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        family(out, name, kind, help);
+        for (vm, run) in &status.snapshot_schedules {
+            if let Some(v) = value(run) {
+                let _ = writeln!(out, "{name}{{vm=\"{}\"}} {}", escape_label(vm), float(v));
             }
         }
     }

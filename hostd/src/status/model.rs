@@ -113,11 +113,34 @@ pub struct Status {
     /// Disks and UEFI variables of VMs no longer placed on this node,
     /// kept until `horcrux purge vm NAME`.
     pub orphaned_vms: Vec<OrphanedVm>,
+    /// Image imports in progress: volume -> percent done.
+    pub imports: BTreeMap<String, f64>,
+    /// The snapshot schedule of each VM that has one, by VM name.
+    pub snapshot_schedules: BTreeMap<String, ScheduleRun>,
     /// Whether the first full observe + plan has completed.
     pub ready: bool,
     /// Counters for /metrics.
     #[serde(skip)]
     pub counters: Counters,
+}
+
+/// How a VM's snapshot schedule last ran.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ScheduleRun {
+    /// `every` of the schedule, e.g. "1h".
+    pub every: String,
+    pub keep: usize,
+    /// The newest scheduled snapshot taken by this hostd.
+    pub last: Option<String>,
+    /// How late that snapshot was, after its slot began.
+    pub delay_seconds: Option<f64>,
+    /// "application" (guest agent froze the filesystems) or "crash".
+    pub consistency: Option<String>,
+    /// Snapshots taken and pruned since hostd started.
+    pub taken: u64,
+    pub pruned: u64,
+    /// The last failure, cleared by the next success.
+    pub error: Option<String>,
 }
 
 /// A network as the status page and metrics show it.
@@ -200,6 +223,8 @@ impl Status {
             config_errors: Vec::new(),
             resources: Vec::new(),
             orphaned_vms: Vec::new(),
+            imports: BTreeMap::new(),
+            snapshot_schedules: BTreeMap::new(),
             ready: false,
             counters: Counters::default(),
         }

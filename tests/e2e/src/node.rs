@@ -16,6 +16,9 @@ use crate::{http, run, work_dir};
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// The serial of the node's test pool disk: udev links it as
+/// `/dev/disk/by-id/virtio-<serial>`.
+pub const POOL_DISK_SERIAL: &str = "horcrux-test-pool";
 
 /// How a node is started.
 #[derive(Debug, Clone)]
@@ -26,6 +29,9 @@ pub struct Options {
     pub cpus: u32,
     /// Size of the node's disk; the data partition grows into it on first boot.
     pub disk_gib: u32,
+    /// Size of the second, empty disk (`pool.qcow2`, sparse) for a test
+    /// ZFS pool: `/dev/disk/by-id/virtio-horcrux-test-pool` on the node.
+    pub pool_disk_gib: u32,
     /// `tcg` (default, `HORCRUX_E2E_ACCEL`) or `kvm` where it works.
     pub accel: String,
     /// Fixed host ports (the demo); `None` picks free ones.
@@ -40,6 +46,7 @@ impl Default for Options {
             memory_mib: 2048,
             cpus: 2,
             disk_gib: 8,
+            pool_disk_gib: 2,
             accel: std::env::var("HORCRUX_E2E_ACCEL").unwrap_or_else(|_| "tcg".into()),
             ssh_port: None,
             http_port: None,
@@ -75,7 +82,8 @@ pub struct Node {
     key: PathBuf,
     qemu: Child,
     qemu_args: Vec<String>,
-    /// Keep the disk overlay when dropped (set on failure, for inspection).
+    /// Keep the disk overlay and the pool disk when dropped (set on
+    /// failure, for inspection).
     pub keep_disk: bool,
 }
 
@@ -97,6 +105,13 @@ impl Node {
             .arg(image)
             .arg(&disk)
             .arg(format!("{}G", opts.disk_gib)))?;
+        // An empty, sparse second disk for a test ZFS pool: the guest sees
+        // it as /dev/disk/by-id/virtio-horcrux-test-pool (the serial).
+        let pool = dir.join("pool.qcow2");
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2"])
+            .arg(&pool)
+            .arg(format!("{}G", opts.pool_disk_gib)))?;
         let vars = dir.join("OVMF_VARS.fd");
         fs::copy(OVMF_VARS, &vars)
             .with_context(|| format!("copy {OVMF_VARS} (apt-get install ovmf)"))?;
@@ -121,6 +136,9 @@ impl Node {
             .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
             .arg("-drive")
             .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
+            .arg("-drive")
+            .arg(format!("file={},if=none,id=pool0,format=qcow2", pool.display()))
+            .args(["-device", &format!("virtio-blk-pci,drive=pool0,serial={POOL_DISK_SERIAL}")])
             .arg("-netdev")
             .arg(format!(
                 "user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:8006"
@@ -191,6 +209,22 @@ impl Node {
             .stdin(Stdio::null())
             .output()
             .context("cannot run ssh")
+    }
+
+    /// Makes pool `pool` with the empty parent dataset `parent` on the
+    /// node's second, empty disk ([`POOL_DISK_SERIAL`]), then exports it:
+    /// importing the pools node.toml lists is hostd's job. The root is
+    /// read-only, so nothing is mounted and there is no cache file.
+    pub fn make_test_pool(&self, pool: &str, parent: &str) -> Result<()> {
+        let device = format!("/dev/disk/by-id/virtio-{POOL_DISK_SERIAL}");
+        self.sh(&format!(
+            "test -b {device} || {{ echo no {device}:; ls -l /dev/disk/by-id; exit 1; }}"
+        ))?;
+        self.sh(&format!(
+            "zpool create -m none -o cachefile=none {pool} {device} && \
+             zfs create -o mountpoint=none {parent} && zpool export {pool}"
+        ))?;
+        Ok(())
     }
 
     /// Copies a host file to `to` on the node over the SSH connection
@@ -470,10 +504,11 @@ impl Node {
             let _ = fs::write(self.dir.join("journal.log"), &out.stdout);
         }
         format!(
-            "serial console: {}\njournal: {}\ndisk: {}",
+            "serial console: {}\njournal: {}\ndisk: {}\ntest pool disk: {}",
             self.serial_log.display(),
             self.dir.join("journal.log").display(),
-            self.dir.join("disk.qcow2").display()
+            self.dir.join("disk.qcow2").display(),
+            self.dir.join("pool.qcow2").display()
         )
     }
 }
@@ -506,6 +541,7 @@ impl Drop for Node {
         let _ = self.qemu.wait();
         if !self.keep_disk {
             let _ = fs::remove_file(self.dir.join("disk.qcow2"));
+            let _ = fs::remove_file(self.dir.join("pool.qcow2"));
         }
     }
 }

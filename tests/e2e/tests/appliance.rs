@@ -18,6 +18,8 @@ use horcrux_e2e::{http, image, repo_root, work_dir};
 mod net;
 #[path = "appliance/vm.rs"]
 mod vm;
+#[path = "appliance/zfs.rs"]
+mod zfs;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,6 +68,18 @@ fn tree_copy(example: &str, name: &str) -> Result<PathBuf> {
             .arg(&dst),
     )?;
     Ok(dst)
+}
+
+/// The tree `name` as earlier cases left it under target/e2e/trees
+/// (cases that build on each other keep their state in it), or a fresh
+/// copy of examples/single-node.
+fn kept_tree(name: &str) -> Result<PathBuf> {
+    let tree = work_dir().join("trees").join(name);
+    if !tree.exists() {
+        let copy = tree_copy("examples/single-node", name)?;
+        ensure!(copy == tree, "tree_copy put the tree at {}", copy.display());
+    }
+    Ok(tree)
 }
 
 fn example() -> PathBuf {
@@ -419,6 +433,38 @@ const CASES: &[Case<Ctx>] = &[
     Case {
         name: "vm_removal_keeps_data_until_purged",
         run: vm::vm_removal_keeps_data_until_purged,
+    },
+    Case {
+        name: "zfs_pool_is_imported_and_a_zvol_vm_boots",
+        run: zfs::zfs_pool_is_imported_and_a_zvol_vm_boots,
+    },
+    Case {
+        name: "zfs_named_snapshots_follow_the_config",
+        run: zfs::zfs_named_snapshots_follow_the_config,
+    },
+    Case {
+        name: "zfs_clone_boots_with_the_origin_data",
+        run: zfs::zfs_clone_boots_with_the_origin_data,
+    },
+    Case {
+        name: "zfs_grow_reaches_the_running_guest",
+        run: zfs::zfs_grow_reaches_the_running_guest,
+    },
+    Case {
+        name: "zfs_shrink_is_rejected",
+        run: zfs::zfs_shrink_is_rejected,
+    },
+    Case {
+        name: "zfs_schedule_takes_and_prunes",
+        run: zfs::zfs_schedule_takes_and_prunes,
+    },
+    Case {
+        name: "zfs_image_import",
+        run: zfs::zfs_image_import,
+    },
+    Case {
+        name: "zfs_removed_vm_keeps_its_zvol_until_purged",
+        run: zfs::zfs_removed_vm_keeps_its_zvol_until_purged,
     },
 ];
 

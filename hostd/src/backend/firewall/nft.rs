@@ -4,18 +4,13 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt as _;
 
+use crate::backend::command::{CommandError, Tool};
 use crate::backend::hex;
-
-/// How much of nft's stderr an error carries: enough for the message and
-/// the offending line, not a whole echoed ruleset.
-const MAX_STDERR: usize = 2000;
 
 /// The tables hostd owns, by family.
 pub const FAMILIES: [&str; 2] = ["bridge", "inet"];
@@ -23,6 +18,8 @@ pub const FAMILIES: [&str; 2] = ["bridge", "inet"];
 /// The name of both tables.
 pub const TABLE: &str = "horcrux";
 
+/// Why talking to nft failed. The first four variants are
+/// [`CommandError`]'s, kept by name because callers match on them.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
     #[error("cannot run {path}")]
@@ -37,8 +34,8 @@ pub enum NftError {
         #[source]
         source: io::Error,
     },
-    #[error("`{command}` did not finish within {secs} s")]
-    Timeout { command: String, secs: u64 },
+    #[error("`{command}` did not finish within {}", humantime::format_duration(*limit))]
+    Timeout { command: String, limit: Duration },
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed {
         command: String,
@@ -47,6 +44,26 @@ pub enum NftError {
     },
     #[error("`{command}` printed a listing hostd cannot read: {reason}")]
     Listing { command: String, reason: String },
+}
+
+impl From<CommandError> for NftError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Spawn { path, source } => NftError::Spawn { path, source },
+            CommandError::Stdin { command, source } => NftError::Stdin { command, source },
+            CommandError::Timeout { command, limit } => NftError::Timeout { command, limit },
+            CommandError::Failed {
+                command,
+                status,
+                stderr,
+                truncated: _,
+            } => NftError::Failed {
+                command,
+                status,
+                stderr,
+            },
+        }
+    }
 }
 
 impl NftError {
@@ -60,8 +77,7 @@ impl NftError {
 /// The `nft` binary, with a time limit per call.
 #[derive(Clone, Debug)]
 pub struct Nft {
-    path: PathBuf,
-    timeout: Duration,
+    tool: Tool,
 }
 
 /// What a listing of hostd's tables says, for drift detection.
@@ -77,8 +93,7 @@ pub struct Listing {
 impl Nft {
     pub fn new(path: impl Into<PathBuf>, timeout: Duration) -> Self {
         Nft {
-            path: path.into(),
-            timeout,
+            tool: Tool::new(path, timeout),
         }
     }
 
@@ -103,7 +118,7 @@ impl Nft {
             Ok(stdout) => String::from_utf8(stdout)
                 .map(Some)
                 .map_err(|_| NftError::Listing {
-                    command: self.command(&args),
+                    command: self.tool.command(&args),
                     reason: "not UTF-8".to_string(),
                 }),
             // ENOENT is how the kernel says "no such table" (the locale is
@@ -117,81 +132,10 @@ impl Nft {
         }
     }
 
-    fn command(&self, args: &[&str]) -> String {
-        format!("{} {}", self.path.display(), args.join(" "))
-    }
-
-    /// Runs nft and returns its stdout; a non-zero exit is an error with
-    /// its stderr. The child is killed when the time limit passes.
+    /// Runs nft and returns its stdout; see [`Tool::run`].
     async fn run(&self, args: &[&str], input: Option<&[u8]>) -> Result<Vec<u8>, NftError> {
-        let command = self.command(args);
-        let mut child = tokio::process::Command::new(&self.path)
-            .args(args)
-            .env("LC_ALL", "C")
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| NftError::Spawn {
-                path: self.path.display().to_string(),
-                source,
-            })?;
-        let stdin = child.stdin.take();
-        let work = async move {
-            // Written while stdout and stderr are read, so neither side
-            // can block the other on a full pipe.
-            let write = async move {
-                if let (Some(mut pipe), Some(data)) = (stdin, input) {
-                    pipe.write_all(data).await?;
-                    pipe.shutdown().await?;
-                }
-                Ok::<(), io::Error>(())
-            };
-            tokio::join!(write, child.wait_with_output())
-        };
-        let (written, output) = tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| NftError::Timeout {
-                command: command.clone(),
-                secs: self.timeout.as_secs(),
-            })?;
-        let output = output.map_err(|source| NftError::Spawn {
-            path: self.path.display().to_string(),
-            source,
-        })?;
-        // A failed nft's own message says more than the broken pipe it
-        // caused, so the exit status is looked at first.
-        if !output.status.success() {
-            return Err(NftError::Failed {
-                command,
-                status: output.status.to_string(),
-                stderr: bounded(&String::from_utf8_lossy(&output.stderr)),
-            });
-        }
-        written.map_err(|source| NftError::Stdin {
-            command: command.clone(),
-            source,
-        })?;
-        Ok(output.stdout)
+        Ok(self.tool.run(args, input).await?)
     }
-}
-
-/// `text` trimmed and cut to [`MAX_STDERR`] bytes at a character boundary.
-fn bounded(text: &str) -> String {
-    let text = text.trim();
-    if text.len() <= MAX_STDERR {
-        return text.to_string();
-    }
-    let mut end = MAX_STDERR;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
 }
 
 /// Reads both tables' listings (see [`Nft::list_tables`]) into one

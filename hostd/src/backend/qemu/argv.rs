@@ -3,9 +3,10 @@
 //! the system; hostd prepares disks, taps, directories and the UEFI vars
 //! copy before it starts the unit.
 //!
-//! The order of arguments is fixed (machine, consoles, sandbox, firmware,
-//! direct kernel boot, disks, cloud-init seed, NICs) so the output can be golden-tested and a
-//! changed argv means a changed VM.
+//! The order of arguments is fixed (machine, consoles, sandbox, guest
+//! agent channel, firmware, direct kernel boot, disks, cloud-init seed,
+//! NICs) so the output can be golden-tested and a changed argv means a
+//! changed VM.
 
 use horcrux_config::Config;
 use horcrux_config::model::Vm;
@@ -62,6 +63,7 @@ pub fn vm_argv(
     let mut out = Args(vec![QEMU_BINARY.to_string()]);
     machine(&mut out, config, name.as_str(), vm, accel);
     consoles(&mut out, name.as_str(), layout);
+    guest_agent(&mut out, name.as_str(), layout);
     if *vm.firmware == Firmware::Uefi {
         out.opt(
             "-drive",
@@ -154,6 +156,27 @@ fn consoles(out: &mut Args, name: &str, layout: &Layout) {
     out.opt(
         "-sandbox",
         "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+    );
+}
+
+/// The guest agent's channel: a virtio-serial port with the name
+/// qemu-guest-agent looks for, backed by a unix socket in the run dir that
+/// hostd connects to (`qemu::qga`) to freeze the guest's filesystems
+/// around snapshots. Every VM gets it: a guest without the agent simply
+/// never answers, and adding the port later would change the VM's
+/// hardware under a running guest.
+fn guest_agent(out: &mut Args, name: &str, layout: &Layout) {
+    out.opt(
+        "-chardev",
+        format!(
+            "socket,id=qga0,path={},server=on,wait=off",
+            esc_path(&layout.qga_socket(name))
+        ),
+    );
+    out.opt("-device", "virtio-serial-pci,id=vser0");
+    out.opt(
+        "-device",
+        "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
     );
 }
 

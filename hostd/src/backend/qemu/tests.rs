@@ -64,6 +64,9 @@ network = "lan"
         -serial chardev:serial0
         -qmp unix:/run/horcrux/vm/web/qmp.sock,server=on,wait=off
         -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
+        -chardev socket,id=qga0,path=/run/horcrux/vm/web/qga.sock,server=on,wait=off
+        -device virtio-serial-pci,id=vser0
+        -device virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0
         -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd
         -drive if=pflash,format=raw,unit=1,file=/var/lib/horcrux/vm/web/OVMF_VARS.fd
         -object iothread,id=io0
@@ -125,6 +128,9 @@ model = "rtl8139"
         -serial chardev:serial0
         -qmp unix:/run/horcrux/vm/db/qmp.sock,server=on,wait=off
         -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
+        -chardev socket,id=qga0,path=/run/horcrux/vm/db/qga.sock,server=on,wait=off
+        -device virtio-serial-pci,id=vser0
+        -device virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0
         -device virtio-scsi-pci,id=scsi0
         -device ahci,id=ahci0
         -blockdev driver=file,node-name=drive0-file,filename=/srv/images/vm-db-disk0.qcow2,cache.direct=on,discard=unmap
@@ -265,4 +271,33 @@ fn without_boot_table_there_is_no_kernel() {
     ]);
     let argv = argv(&config, "web");
     assert!(!argv.iter().any(|a| a == "-kernel" || a == "-append"));
+}
+
+#[test]
+fn every_vm_has_the_guest_agent_channel() {
+    let config = config(&[
+        ("node.toml", "name = \"node1\"\n"),
+        ("cluster/vms/web.toml", "memory = \"256MiB\"\n"),
+    ]);
+    let layout = Layout::new("/tmp/r,x", "/tmp/s");
+    let argv = vm_argv(&config, &name("web"), &layout).unwrap();
+    let at = argv
+        .iter()
+        .position(|a| a.starts_with("socket,id=qga0,"))
+        .expect("the agent's chardev");
+    assert_eq!(
+        argv[at - 1..at + 5],
+        words(
+            "-chardev socket,id=qga0,path=/tmp/r,,x/vm/web/qga.sock,server=on,wait=off
+            -device virtio-serial-pci,id=vser0
+            -device virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0"
+        )[..]
+    );
+    // The port name is what qemu-guest-agent opens in the guest
+    // (/dev/virtio-ports/org.qemu.guest_agent.0); the socket is where
+    // `qemu::qga` connects.
+    assert_eq!(
+        layout.qga_socket("web").to_str(),
+        Some("/tmp/r,x/vm/web/qga.sock")
+    );
 }

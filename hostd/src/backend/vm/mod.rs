@@ -415,7 +415,7 @@ mod tests {
         let mut expected = vec![
             ("cloud_init".to_string(), seed.content_hash(), false),
             ("cpus".into(), "1".into(), false),
-            ("disk0".into(), "scratch 1GiB virtio".into(), false),
+            ("disk0".into(), "scratch virtio".into(), false),
             ("firmware".into(), "bios".into(), false),
             ("machine".into(), "q35".into(), false),
             ("memory".into(), "1GiB".into(), false),

@@ -21,7 +21,7 @@ pub struct OrphanedVm {
 }
 
 /// The VM a volume file or zvol belongs to: `vm-<name>-disk<N>[.qcow2]`.
-fn vm_of_volume(file: &str) -> Option<&str> {
+pub fn vm_of_volume(file: &str) -> Option<&str> {
     let stem = file.strip_suffix(".qcow2").unwrap_or(file);
     let (name, index) = stem.strip_prefix("vm-")?.rsplit_once("-disk")?;
     let numeric = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());

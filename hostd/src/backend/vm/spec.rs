@@ -29,11 +29,11 @@ pub fn vm_spec(config: &Config, name: &ResourceName, vm: &Vm) -> Spec {
     spec.insert("memory".into(), vm.memory.to_string());
     spec.insert("machine".into(), vm.machine.as_str().into());
     spec.insert("firmware".into(), vm.firmware.as_str().into());
+    // A disk's size is not here: growing it is live (the storage backend
+    // resizes the volume and tells QEMU), and its source only matters
+    // when the volume is created.
     for (index, disk) in vm.disks.iter().enumerate() {
-        let mut value = format!("{} {} {}", *disk.storage, *disk.size, disk.bus.as_str());
-        if let Some(source) = &disk.source {
-            let _ = write!(value, " from {}", **source);
-        }
+        let value = format!("{} {}", *disk.storage, disk.bus.as_str());
         spec.insert(format!("disk{index}"), value);
     }
     for (index, nic) in vm.nics.iter().enumerate() {
@@ -132,7 +132,7 @@ mod tests {
         let expected: Spec = [
             ("boot", "kernel /k cmdline \"console=ttyS0 a=\\\"b\\\"\""),
             ("cpus", "2"),
-            ("disk0", "scratch 4GiB virtio"),
+            ("disk0", "scratch virtio"),
             ("firmware", "uefi"),
             ("machine", "q35"),
             ("memory", "512MiB"),

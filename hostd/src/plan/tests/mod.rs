@@ -15,6 +15,10 @@ fn net(name: &str) -> ResourceId {
     ResourceId::new(ResourceKind::Network, name)
 }
 
+fn tap(name: &str) -> ResourceId {
+    ResourceId::new(ResourceKind::Tap, name)
+}
+
 fn vol(name: &str) -> ResourceId {
     ResourceId::new(ResourceKind::Volume, name)
 }
@@ -154,16 +158,16 @@ fn cases() -> Vec<Case> {
             desired: vec![web("4", "q35")],
             observed: vec![
                 Observed::new(net("old")),
-                Observed::new(vol("old-root")),
+                Observed::new(tap("old0")),
                 Observed::new(vm("old"))
                     .depends_on(net("old"))
-                    .depends_on(vol("old-root")),
+                    .depends_on(tap("old0")),
                 web_seen("2", "q35", true).depends_on(net("old")),
             ],
             expect: &[
                 "update(none) vm web [cpus]",
                 "delete vm old []",
-                "delete volume old-root [] after [vm old]",
+                "delete tap old0 [] after [vm old]",
                 "delete network old [] after [vm old, vm web]",
             ],
         },
@@ -173,13 +177,19 @@ fn cases() -> Vec<Case> {
             observed: vec![
                 Observed::new(net("n")),
                 Observed::new(vm("v")),
+                Observed::new(tap("t")),
+            ],
+            expect: &["delete vm v []", "delete tap t []", "delete network n []"],
+        },
+        Case {
+            name: "volumes and pools are never deleted",
+            desired: vec![],
+            observed: vec![
+                Observed::new(ResourceId::new(ResourceKind::Pool, "tank")),
                 Observed::new(vol("d")),
+                Observed::new(vm("v")).depends_on(vol("d")),
             ],
-            expect: &[
-                "delete vm v []",
-                "delete volume d []",
-                "delete network n []",
-            ],
+            expect: &["delete vm v []"],
         },
         Case {
             name: "a self dependency is ignored",

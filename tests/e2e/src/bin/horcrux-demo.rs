@@ -54,6 +54,10 @@ fn demo() -> Result<()> {
         ssh.as_secs_f64(),
         ready.as_secs_f64()
     );
+    // The example's `local-zfs` storage is pool "tank": made here on the
+    // node's empty second disk, imported by hostd once the tree is pushed.
+    println!("== creating ZFS pool tank (dataset tank/vms) on the node's second virtual disk");
+    node.make_test_pool("tank", "tank/vms")?;
     println!("== pushing {} with git", tree.display());
     let pushed = node.push(&tree, Via::Git)?;
     print!("{}", pushed.output);

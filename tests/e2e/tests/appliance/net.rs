@@ -105,7 +105,7 @@ pub fn net_suites_pass_on_the_appliance_kernel(ctx: &mut Ctx) -> Result<()> {
 }
 
 /// The resource of `kind` and `name` in a status document.
-fn resource<'a>(status: &'a Value, kind: &str, name: &str) -> Option<&'a Value> {
+pub(super) fn resource<'a>(status: &'a Value, kind: &str, name: &str) -> Option<&'a Value> {
     status["resources"]
         .as_array()?
         .iter()

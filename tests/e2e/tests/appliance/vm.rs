@@ -12,7 +12,8 @@ use anyhow::{Context as _, Result, bail, ensure};
 use horcrux_e2e::node::{Node, Via};
 use serde_json::Value;
 
-use super::{APPLY_TIMEOUT, Ctx, tree_copy};
+use super::net::resource;
+use super::{APPLY_TIMEOUT, Ctx, kept_tree, tree_copy};
 
 // The e2e suite uses the guest builder, not its QEMU runner (guest.rs
 // allows dead code itself).
@@ -21,55 +22,86 @@ mod guest;
 
 /// Where the guest's kernel and initramfs live on the node: the data
 /// partition, so they survive reboots like the config does.
-const GUEST_DIR: &str = "/var/lib/horcrux-e2e/guest";
+pub(super) const GUEST_DIR: &str = "/var/lib/horcrux-e2e/guest";
 /// What the guest prints five times a second once it runs its script.
 const HEARTBEAT: &str = "tiny-guest-heartbeat";
 /// QEMU under TCG inside a TCG node: the guest needs about a minute to
 /// boot, more on a loaded machine.
-const NESTED_BOOT: Duration = Duration::from_secs(300);
+pub(super) const NESTED_BOOT: Duration = Duration::from_secs(300);
 
 /// The tree the VM cases push, kept between cases so each edits it.
 fn tree() -> Result<PathBuf> {
-    let tree = horcrux_e2e::work_dir().join("trees").join("vm");
-    if !tree.exists() {
-        let copy = tree_copy("examples/single-node", "vm")?;
-        ensure!(copy == tree, "tree_copy put the tree at {}", copy.display());
-    }
-    Ok(tree)
+    kept_tree("vm")
+}
+
+/// Builds a tiny guest running `script` and puts it on the node: the
+/// kernel as `GUEST_DIR/vmlinuz`, the initramfs as `GUEST_DIR/<initrd>`.
+pub(super) fn install_guest(node: &Node, script: &str, initrd: &str) -> Result<()> {
+    let guest = guest::tiny_guest(script);
+    node.upload(&guest.kernel, &format!("{GUEST_DIR}/vmlinuz"))?;
+    node.upload(&guest.initrd, &format!("{GUEST_DIR}/{initrd}"))
+}
+
+/// Writes `cluster/vms/<name>.toml`: a small BIOS VM that boots the
+/// guest kernel with `GUEST_DIR/<initrd>`; `keys` are more top-level
+/// keys, `tables` more tables (disks, NICs, snapshots).
+pub(super) fn write_guest_vm(
+    tree: &Path,
+    name: &str,
+    initrd: &str,
+    keys: &str,
+    tables: &str,
+) -> Result<()> {
+    let cmdline = "console=ttyS0 panic=-1 quiet";
+    let text = format!(
+        "# the e2e suite's tiny guest\nfirmware = \"bios\"\nmemory = \"192MiB\"\nstop_timeout = \"45s\"\n{keys}\n{tables}\
+         [boot]\nkernel = \"{GUEST_DIR}/vmlinuz\"\ninitrd = \"{GUEST_DIR}/{initrd}\"\ncmdline = \"{cmdline}\"\n"
+    );
+    fs::write(tree.join(format!("cluster/vms/{name}.toml")), text)?;
+    Ok(())
 }
 
 fn write_vm(tree: &Path, body: &str) -> Result<()> {
-    let cmdline = "console=ttyS0 panic=-1 quiet";
-    let text = format!(
-        "# the e2e suite's tiny guest\nfirmware = \"bios\"\nmemory = \"192MiB\"\nstop_timeout = \"45s\"\n{body}\n\
-         [[nic]]\nnetwork = \"{}\"\nfirewall = [\"web\"]\n\
-         [boot]\nkernel = \"{GUEST_DIR}/vmlinuz\"\ninitrd = \"{GUEST_DIR}/initrd\"\ncmdline = \"{cmdline}\"\n",
+    let nic = format!(
+        "[[nic]]\nnetwork = \"{}\"\nfirewall = [\"web\"]\n",
         super::net::NETWORK
     );
-    fs::write(tree.join("cluster/vms/tiny.toml"), text)?;
-    Ok(())
+    write_guest_vm(tree, "tiny", "initrd", body, &nic)
 }
 
 /// The status entry of VM `tiny`.
 fn tiny(status: &Value) -> Option<&Value> {
-    status["resources"]
-        .as_array()?
-        .iter()
-        .find(|r| r["kind"] == "vm" && r["name"] == "tiny")
+    resource(status, "vm", "tiny")
 }
 
-fn vm_pid(node: &Node) -> Result<String> {
-    node.sh("systemctl show -p MainPID --value horcrux-vm-tiny.service")
+/// Whether status.json shows VM `name` converged with its guest running.
+pub(super) fn vm_running(status: &Value, name: &str) -> bool {
+    resource(status, "vm", name)
+        .is_some_and(|r| r["state"] == "converged" && r["observed"]["qmp"] == "running")
 }
 
-/// The guest's serial output for a few seconds, through `horcrux console`.
-fn console_output(node: &Node) -> Result<String> {
-    let out = node.ssh("timeout 6 horcrux console tiny </dev/null")?;
+/// Whether status.json shows VM `name` converged and stopped.
+pub(super) fn vm_stopped(status: &Value, name: &str) -> bool {
+    resource(status, "vm", name)
+        .is_some_and(|r| r["state"] == "converged" && r["observed"]["state"] == "stopped")
+}
+
+/// The PID of VM `name`'s QEMU ("0" when it does not run).
+pub(super) fn vm_pid(node: &Node, name: &str) -> Result<String> {
+    node.sh(&format!(
+        "systemctl show -p MainPID --value horcrux-vm-{name}.service"
+    ))
+}
+
+/// VM `name`'s serial output for a few seconds, through `horcrux
+/// console` (live output only: no scrollback).
+pub(super) fn console_output(node: &Node, name: &str) -> Result<String> {
+    let out = node.ssh(&format!("timeout 6 horcrux console {name} </dev/null"))?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `node.toml` with `[qemu] accel = "tcg"`, whatever it said before.
-fn with_tcg(node_toml: &str) -> String {
+pub(super) fn with_tcg(node_toml: &str) -> String {
     let mut out: Vec<&str> = node_toml
         .lines()
         .filter(|l| !l.trim_start().starts_with("accel"))
@@ -85,13 +117,21 @@ fn with_tcg(node_toml: &str) -> String {
 /// button: a powerdown sent while it still boots is ignored and the stop
 /// takes the whole `stop_timeout`).
 fn wait_for_heartbeat(node: &Node) -> Result<()> {
+    wait_for_console(node, "tiny", HEARTBEAT)
+}
+
+/// Waits until VM `name`'s console shows `marker` (the guest must repeat
+/// it faster than once a second: see [`console_output`]).
+pub(super) fn wait_for_console(node: &Node, name: &str, marker: &str) -> Result<()> {
     let started = Instant::now();
     loop {
-        if console_output(node)?.contains(HEARTBEAT) {
+        let seen = console_output(node, name)?;
+        if seen.contains(marker) {
             return Ok(());
         }
         if started.elapsed() > NESTED_BOOT {
-            bail!("no heartbeat from the guest on its console");
+            let tail: Vec<&str> = seen.lines().rev().take(3).collect();
+            bail!("no {marker:?} from VM {name} on its console; last lines: {tail:?}");
         }
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -101,11 +141,11 @@ pub fn vm_tiny_guest_runs_under_systemd(ctx: &mut Ctx) -> Result<()> {
     let (node, metrics) = ctx.parts()?;
     // Faster than `horcrux console`'s one-second quiet time, so a session
     // started at any moment sees a heartbeat before it ends.
-    let guest = guest::tiny_guest(&format!(
-        "while true; do echo {HEARTBEAT}; usleep 200000; done"
-    ));
-    node.upload(&guest.kernel, &format!("{GUEST_DIR}/vmlinuz"))?;
-    node.upload(&guest.initrd, &format!("{GUEST_DIR}/initrd"))?;
+    install_guest(
+        node,
+        &format!("while true; do echo {HEARTBEAT}; usleep 200000; done"),
+        "initrd",
+    )?;
     // A fresh copy: later cases edit it in turn.
     let tree = tree_copy("examples/single-node", "vm")?;
     // Nested KVM does not exist here: the node runs its VMs under TCG.
@@ -114,9 +154,7 @@ pub fn vm_tiny_guest_runs_under_systemd(ctx: &mut Ctx) -> Result<()> {
     write_vm(&tree, "")?;
     let started = Instant::now();
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
-    let running = node.wait_status("VM tiny running", NESTED_BOOT, |s| {
-        tiny(s).is_some_and(|r| r["state"] == "converged" && r["observed"]["qmp"] == "running")
-    })?;
+    let running = node.wait_status("VM tiny running", NESTED_BOOT, |s| vm_running(s, "tiny"))?;
     metrics.record("push_to_vm_running", started.elapsed().as_secs_f64());
     let vm = tiny(&running).context("tiny vanished")?;
     ensure!(vm["observed"]["state"] == "running", "{vm:#}");
@@ -164,7 +202,7 @@ fn hostd_cpu_percent(node: &Node, seconds: u32) -> Result<f64> {
 
 pub fn vm_hardware_change_waits_for_a_restart(ctx: &mut Ctx) -> Result<()> {
     let (node, _) = ctx.parts()?;
-    let pid = vm_pid(node)?;
+    let pid = vm_pid(node, "tiny")?;
     let tree = tree()?;
     write_vm(&tree, "cpus = 2")?;
     node.apply_tree(&tree, Via::Rsync, APPLY_TIMEOUT)?;
@@ -176,7 +214,10 @@ pub fn vm_hardware_change_waits_for_a_restart(ctx: &mut Ctx) -> Result<()> {
         vm["observed"]["cpus"] == "1" && vm["desired"]["cpus"] == "2",
         "{vm:#}"
     );
-    ensure!(vm_pid(node)? == pid, "the VM was restarted by surprise");
+    ensure!(
+        vm_pid(node, "tiny")? == pid,
+        "the VM was restarted by surprise"
+    );
     let plan = node.ssh("horcrux plan")?;
     let plan = String::from_utf8_lossy(&plan.stdout);
     ensure!(
@@ -189,13 +230,16 @@ pub fn vm_hardware_change_waits_for_a_restart(ctx: &mut Ctx) -> Result<()> {
     node.wait_status("tiny converged without restart", APPLY_TIMEOUT, |s| {
         tiny(s).is_some_and(|r| r["state"] == "converged" && r["restart_pending"] == false)
     })?;
-    ensure!(vm_pid(node)? == pid, "the VM was restarted by surprise");
+    ensure!(
+        vm_pid(node, "tiny")? == pid,
+        "the VM was restarted by surprise"
+    );
     Ok(())
 }
 
 pub fn vm_keeps_running_when_hostd_is_killed(ctx: &mut Ctx) -> Result<()> {
     let (node, _) = ctx.parts()?;
-    let pid = vm_pid(node)?;
+    let pid = vm_pid(node, "tiny")?;
     ensure!(pid != "0", "tiny is not running");
     let hostd = node.sh("systemctl show -p MainPID --value horcrux-hostd")?;
     node.sh(&format!("kill -9 {hostd}"))?;
@@ -207,7 +251,10 @@ pub fn vm_keeps_running_when_hostd_is_killed(ctx: &mut Ctx) -> Result<()> {
     })?;
     let now = node.sh("systemctl show -p MainPID --value horcrux-hostd")?;
     ensure!(now != hostd, "hostd was not restarted (MainPID {now})");
-    ensure!(vm_pid(node)? == pid, "killing hostd restarted the VM");
+    ensure!(
+        vm_pid(node, "tiny")? == pid,
+        "killing hostd restarted the VM"
+    );
     eprintln!(
         "e2e: hostd back and tiny adopted after {:.1}s",
         adopted.elapsed().as_secs_f64()
@@ -222,9 +269,7 @@ pub fn vm_stop_powers_the_guest_down_gracefully(ctx: &mut Ctx) -> Result<()> {
     write_vm(&tree, "state = \"stopped\"")?;
     let started = Instant::now();
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
-    node.wait_status("tiny stopped", APPLY_TIMEOUT * 3, |s| {
-        tiny(s).is_some_and(|r| r["state"] == "converged" && r["observed"]["state"] == "stopped")
-    })?;
+    node.wait_status("tiny stopped", APPLY_TIMEOUT * 3, |s| vm_stopped(s, "tiny"))?;
     metrics.record("push_to_vm_stopped", started.elapsed().as_secs_f64());
     super::net::ensure_tap_removed(node, &tap)?;
     let journal = node.sh("journalctl -u horcrux-vm-tiny.service --no-pager -o cat")?;
@@ -235,9 +280,7 @@ pub fn vm_stop_powers_the_guest_down_gracefully(ctx: &mut Ctx) -> Result<()> {
     // Running again for the reboot case.
     write_vm(&tree, "")?;
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
-    node.wait_status("tiny running again", NESTED_BOOT, |s| {
-        tiny(s).is_some_and(|r| r["state"] == "converged" && r["observed"]["qmp"] == "running")
-    })?;
+    node.wait_status("tiny running again", NESTED_BOOT, |s| vm_running(s, "tiny"))?;
     wait_for_heartbeat(node)
 }
 
@@ -246,7 +289,7 @@ pub fn vm_comes_back_after_reboot(ctx: &mut Ctx) -> Result<()> {
     // The reboot case ran just before: units in /run are gone and hostd
     // must have written and started them again.
     node.wait_status("tiny running after the reboot", NESTED_BOOT, |s| {
-        tiny(s).is_some_and(|r| r["state"] == "converged" && r["observed"]["qmp"] == "running")
+        vm_running(s, "tiny")
     })?;
     ensure!(node.sh("systemctl is-active horcrux-vm-tiny.service")? == "active");
     wait_for_heartbeat(node)
