@@ -213,15 +213,16 @@ impl Node {
 
     /// Makes pool `pool` with the empty parent dataset `parent` on the
     /// node's second, empty disk ([`POOL_DISK_SERIAL`]), then exports it:
-    /// importing the pools node.toml lists is hostd's job. The root is
-    /// read-only, so nothing is mounted and there is no cache file.
+    /// importing the pools node.toml lists is hostd's job (it also loads
+    /// the module, but maybe not yet). The root is read-only, so nothing
+    /// is mounted and there is no cache file.
     pub fn make_test_pool(&self, pool: &str, parent: &str) -> Result<()> {
         let device = format!("/dev/disk/by-id/virtio-{POOL_DISK_SERIAL}");
         self.sh(&format!(
             "test -b {device} || {{ echo no {device}:; ls -l /dev/disk/by-id; exit 1; }}"
         ))?;
         self.sh(&format!(
-            "zpool create -m none -o cachefile=none {pool} {device} && \
+            "modprobe zfs && zpool create -m none -o cachefile=none {pool} {device} && \
              zfs create -o mountpoint=none {parent} && zpool export {pool}"
         ))?;
         Ok(())

@@ -258,7 +258,10 @@ fn disks(
                 )
             }
         };
-        out.opt("-device", format!("{device},bootindex={index}"));
+        // A direct kernel boot takes bootindex 0 itself (QEMU's linuxboot
+        // option ROM): the disks then follow it.
+        let boot_order = index + usize::from(vm.boot.is_some());
+        out.opt("-device", format!("{device},bootindex={boot_order}"));
     }
     if vm.cloud_init.is_some() {
         let seed = layout.cloud_init_seed(name);

@@ -5,6 +5,7 @@
 pub mod argv;
 pub mod qga;
 pub mod qmp;
+mod wire;
 
 pub use argv::{ArgvError, OVMF_CODE, OVMF_VARS_TEMPLATE, QEMU_BINARY, vm_argv};
 

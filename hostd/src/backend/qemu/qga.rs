@@ -35,6 +35,8 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, timeout_at};
 
+use super::wire::{is_disconnect, quote, secs};
+
 /// How long an ordinary command (status, thaw, ping) may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,9 +53,6 @@ pub const MAX_LINE: usize = 64 << 10;
 /// The byte the agent sends before its `guest-sync-delimited` reply, and
 /// that resets the agent's parser when sent to it. Never valid in JSON.
 const SENTINEL: u8 = 0xFF;
-
-/// How much of an offending reply an error quotes.
-const QUOTE: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QgaError {
@@ -749,34 +748,6 @@ fn random_id() -> u32 {
     }
     // Truncation intended: the agent takes an int; 32 random bits do.
     hasher.finish() as u32
-}
-
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-    )
-}
-
-fn quote(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end();
-    match text.char_indices().nth(QUOTE) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-/// "3.2s", "120s".
-fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _,
 use tokio::net::UnixStream;
 use tokio::time::{Instant, timeout_at};
 
+use super::wire::{is_disconnect, quote, secs};
+
 /// How long connecting plus the greeting and capability negotiation may
 /// take. QEMU answers in milliseconds even under TCG; a QEMU whose monitor
 /// already has a client never greets a second one, so this also bounds
@@ -59,9 +61,6 @@ const EXIT_AFTER_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Events kept for [`Qmp::take_events`]; older ones are dropped so a
 /// long-lived connection nobody drains stays bounded.
 const MAX_EVENTS: usize = 1024;
-
-/// How much of an offending message an error quotes.
-const QUOTE: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
@@ -637,34 +636,6 @@ fn version(greeting: &Map<String, Value>) -> Option<QemuVersion> {
         minor: part("minor")?,
         micro: part("micro")?,
     })
-}
-
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::UnexpectedEof
-    )
-}
-
-fn quote(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end();
-    match text.char_indices().nth(QUOTE) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
-/// "3.2s", "120s": how the CLI and errors show durations.
-fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
 }
 
 /// How [`graceful_stop`] ended.

@@ -264,6 +264,27 @@ fn direct_kernel_boot_passes_files_and_cmdline_verbatim() {
 }
 
 #[test]
+fn disks_boot_after_a_direct_kernel_boot() {
+    // QEMU's linuxboot option ROM holds bootindex 0 (found by the e2e
+    // suite: "The bootindex 0 has already been used").
+    let config = config(&[
+        ("node.toml", "name = \"node1\"\n"),
+        (
+            "cluster/storage/local.toml",
+            "kind = \"dir\"\npath = \"/srv\"\n",
+        ),
+        (
+            "cluster/vms/tiny.toml",
+            "firmware = \"bios\"\n[[disk]]\nstorage = \"local\"\nsize = \"64MiB\"\n\
+             [boot]\nkernel = \"/srv/boot/vmlinuz\"\n",
+        ),
+    ]);
+    let argv = argv(&config, "tiny");
+    let disk = argv.iter().find(|a| a.contains("id=disk0")).unwrap();
+    assert!(disk.ends_with(",bootindex=1"), "{disk}");
+}
+
+#[test]
 fn without_boot_table_there_is_no_kernel() {
     let config = config(&[
         ("node.toml", "name = \"node1\"\n"),
