@@ -96,6 +96,8 @@ if [ -z "${SKIP_CRITERION:-}" ]; then
 fi
 
 if [ "$(id -u)" -eq 0 ] && command -v nft >/dev/null; then
+    echo "== criterion (hostd/benches/storage.rs: zfs list parsing and desired volumes, 1,000 VMs)"
+    cargo bench -p horcrux-hostd --bench storage -- --warm-up-time 1 --measurement-time 5
     echo "== firewall edit saved -> rules in the kernel (hostd in a netns)"
     EDITS=10 scripts/bench-firewall-edit.sh 100
     EDITS=5 scripts/bench-firewall-edit.sh 1000

@@ -31,24 +31,28 @@ const INITRD: &str = "zfs-initrd";
 /// tiny guest lacks) or importing an image, under TCG.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(180);
 const MIB: u64 = 1 << 20;
-/// What the guest writes at the start of its disk when it is not there.
+/// What the test writes at the start of zdisk's disk before any guest
+/// boots from it; the guests of zdisk and of its clone look for it.
 const DISK_MARK: &str = "horcrux-mark!";
+/// What each guest writes into its disk's second sector.
+const GUEST_MARK: &str = "guest-was-here";
 /// The start of the imported image's disk content.
 const IMAGE_MARK: &str = "horcrux-image!";
 
-/// The zfs guest: marks its disk (/dev/vda) unless the mark is already
-/// there (a clone of a marked disk), then reports the disk's size in
-/// sectors and what it found, five times a second (`horcrux console`
-/// shows live output only and ends after a second of quiet).
+/// The zfs guest: looks for [`DISK_MARK`] at the start of its disk
+/// (/dev/vda), writes [`GUEST_MARK`] into the disk's second sector, then
+/// reports the disk's size in sectors and whether the mark was there,
+/// five times a second (`horcrux console` shows live output only and
+/// ends after a second of quiet).
 fn guest_script() -> String {
     format!(
         "n=0\n\
          while [ ! -b /dev/vda ] && [ $n -lt 100 ]; do usleep 100000; n=$((n+1)); done\n\
          if [ ! -b /dev/vda ]; then m=no-disk\n\
          elif [ \"$(dd if=/dev/vda bs={len} count=1 2>/dev/null)\" = '{DISK_MARK}' ]; then m=found\n\
-         elif printf '{DISK_MARK}' > /dev/vda && sync; then m=written\n\
-         else m=write-failed\n\
+         else m=missing\n\
          fi\n\
+         printf '{GUEST_MARK}' | dd of=/dev/vda bs=512 seek=1 conv=notrunc 2>/dev/null && sync\n\
          while true; do\n\
          read s < /sys/block/vda/size\n\
          echo \"zdisk-size $s zdisk-marker-$m\"\n\
@@ -59,7 +63,7 @@ fn guest_script() -> String {
 }
 
 /// The guest's console line for a disk of `mib` MiB; `marker` is
-/// "written", "found" or "" (either).
+/// "found", "missing" or "" (either).
 fn console_line(mib: u64, marker: &str) -> String {
     format!("zdisk-size {} zdisk-marker-{marker}", mib * MIB / 512)
 }
@@ -214,7 +218,10 @@ pub fn zfs_pool_is_imported_and_a_zvol_vm_boots(ctx: &mut Ctx) -> Result<()> {
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
     node.make_test_pool(POOL, PARENT)?;
 
-    write_zdisk(&tree, "64MiB", &[], "")?;
+    // zdisk's volume first, stopped: the test marks it before any guest
+    // runs, so zdisk and its clone (of @base, taken after the mark) can
+    // boot side by side, two nested guests in the time of one.
+    write_zdisk(&tree, "64MiB", &[], "state = \"stopped\"\n")?;
     let started = Instant::now();
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
     node.wait_status("pool tank imported and ONLINE", STORAGE_TIMEOUT, |s| {
@@ -228,12 +235,26 @@ pub fn zfs_pool_is_imported_and_a_zvol_vm_boots(ctx: &mut Ctx) -> Result<()> {
     let ds = dataset("zdisk");
     let vol = volume(&status, "zdisk").context("zdisk's volume vanished")?;
     ensure!(vol["observed"]["location"] == ds.as_str(), "{vol:#}");
-    node.wait_status("VM zdisk running", NESTED_BOOT, |s| {
-        vm::vm_running(s, "zdisk")
+    wait_for_device(node, &ds)?;
+    node.sh(&format!("printf '{DISK_MARK}' > /dev/zvol/{ds} && sync"))?;
+
+    write_zdisk(&tree, "64MiB", &["base"], "")?;
+    let clone = "size = \"64MiB\"\nsource = \"clone:zdisk/disk0@base\"";
+    write_disk_vm(&tree, "zclone", "", clone, "")?;
+    let started = Instant::now();
+    node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
+    node.wait_status("VMs zdisk and zclone running", NESTED_BOOT, |s| {
+        vm::vm_running(s, "zdisk") && vm::vm_running(s, "zclone")
     })?;
     metrics.record("push_to_zvol_vm_running", started.elapsed().as_secs_f64());
-    vm::wait_for_console(node, "zdisk", &console_line(64, "written"))?;
+    vm::wait_for_console(node, "zdisk", &console_line(64, "found"))?;
     metrics.record("push_to_zvol_guest_marker", started.elapsed().as_secs_f64());
+    // What the guest wrote is on the zvol.
+    let written = node.sh(&format!(
+        "dd if=/dev/zvol/{ds} bs=512 skip=1 count=1 2>/dev/null | head -c {}",
+        GUEST_MARK.len()
+    ))?;
+    ensure!(written == GUEST_MARK, "zdisk's second sector: {written:?}");
 
     let owner = zfs_get(node, "horcrux:volume", &ds)?;
     ensure!(
@@ -291,13 +312,13 @@ pub fn zfs_named_snapshots_follow_the_config(ctx: &mut Ctx) -> Result<()> {
 }
 
 pub fn zfs_clone_boots_with_the_origin_data(ctx: &mut Ctx) -> Result<()> {
-    let (node, metrics) = ctx.parts()?;
-    let started = push_vm_from(node, "zclone", "", "clone:zdisk/disk0@base")?;
-    node.wait_status("VM zclone running", NESTED_BOOT, |s| {
-        vm::vm_running(s, "zclone")
-    })?;
-    metrics.record("push_to_clone_vm_running", started.elapsed().as_secs_f64());
-    // The mark zdisk's guest wrote before @base was taken.
+    let (node, _) = ctx.parts()?;
+    // Pushed with zdisk's start (see the first case): a clone of @base,
+    // taken after the test marked zdisk's disk.
+    ensure!(
+        vm::vm_running(&node.status()?, "zclone"),
+        "VM zclone is not running"
+    );
     vm::wait_for_console(node, "zclone", &console_line(64, "found"))?;
     let ds = dataset("zclone");
     let origin = zfs_get(node, "origin", &ds)?;
