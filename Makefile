@@ -46,9 +46,11 @@ lint:
 unit:
 	$(CARGO) test --workspace
 
-## Property-based fuzzing of the loader; raise PROPTEST_CASES for longer runs.
+## Property-based fuzzing of the loader and of the storage parsers (zfs list,
+## qemu-img); raise PROPTEST_CASES for longer runs.
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-512} $(CARGO) test -p horcrux-config --test fuzz --release
+	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test -p horcrux-hostd --test fuzz_storage --release
 
 ## Regenerates docs/config-reference.md from the config types (a unit test
 ## fails while the committed file is stale).
