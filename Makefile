@@ -50,7 +50,7 @@ unit:
 ## qemu-img); raise PROPTEST_CASES for longer runs.
 fuzz:
 	PROPTEST_CASES=$${PROPTEST_CASES:-512} $(CARGO) test -p horcrux-config --test fuzz --release
-	PROPTEST_CASES=$${PROPTEST_CASES:-4096} $(CARGO) test -p horcrux-hostd --test fuzz_storage --release
+	PROPTEST_CASES=$${PROPTEST_CASES:-2048} $(CARGO) test -p horcrux-hostd --test fuzz_storage
 
 ## Regenerates docs/config-reference.md from the config types (a unit test
 ## fails while the committed file is stale).

@@ -252,3 +252,29 @@ fn an_image_that_does_not_fit_or_does_not_exist_writes_nothing() {
         .unwrap_or_default();
     assert!(left.is_empty(), "nothing may be written: {left:?}");
 }
+
+#[test]
+fn an_unreadable_disk_file_does_not_hide_the_others() {
+    let node = Node::new();
+    node.vm("good", &["size = \"8MiB\""]);
+    node.vm("bad", &["size = \"8MiB\""]);
+    std::fs::create_dir_all(node.disks()).unwrap();
+    std::fs::write(
+        node.disks().join("vm-bad-disk0.qcow2"),
+        b"QFI\xfbnot really",
+    )
+    .unwrap();
+    let (plan, errors) = node.try_converge();
+    // The good disk is made; the bad one is never overwritten: its grow
+    // check cannot read it and says why.
+    assert!(
+        ops(&plan).contains(&"create volume files/vm-good-disk0".to_string()),
+        "{plan:#?}"
+    );
+    assert!(node.disks().join("vm-good-disk0.qcow2").exists());
+    assert_eq!(
+        std::fs::read(node.disks().join("vm-bad-disk0.qcow2")).unwrap(),
+        b"QFI\xfbnot really"
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}

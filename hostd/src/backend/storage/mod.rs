@@ -166,20 +166,22 @@ impl StorageBackend {
             if crate::backend::vm::orphans::vm_of_volume(stem).is_none() {
                 continue;
             }
-            let info = self
-                .qemu_img
-                .info(&entry.path())
-                .await
-                .map_err(|e| qemu_img_error(&e))?;
-            let mut observed = Observed::new(ResourceId::new(
-                ResourceKind::Volume,
-                format!("{storage}/{stem}"),
-            ))
-            .field("size", size_field(info.virtual_size))
-            .field("location", entry.path().to_string_lossy());
-            if let Some(used) = info.actual_size {
-                observed = observed.field("used", used.to_string());
-            }
+            let id = ResourceId::new(ResourceKind::Volume, format!("{storage}/{stem}"));
+            let observed = Observed::new(id).field("location", entry.path().to_string_lossy());
+            // One unreadable file must not hide every other volume: it
+            // shows as such (and its VM's grow fails with the reason).
+            let observed = match self.qemu_img.info(&entry.path()).await {
+                Ok(info) => {
+                    let observed = observed.field("size", size_field(info.virtual_size));
+                    match info.actual_size {
+                        Some(used) => observed.field("used", used.to_string()),
+                        None => observed,
+                    }
+                }
+                Err(e) => {
+                    observed.field("size", format!("unreadable: {}", crate::errors::chain(&e)))
+                }
+            };
             out.push(observed);
         }
         Ok(out)

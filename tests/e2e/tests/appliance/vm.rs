@@ -277,11 +277,13 @@ pub fn vm_stop_powers_the_guest_down_gracefully(ctx: &mut Ctx) -> Result<()> {
         journal.contains("powered down after"),
         "the stop was not a guest powerdown:\n{journal}"
     );
-    // Running again for the reboot case.
+    // Wanted running again for the reboot case, which checks it comes
+    // back. Its guest is not waited for (minutes of nested TCG): the
+    // reboot stops it mid-boot, which the stop timeout covers.
     write_vm(&tree, "")?;
     node.apply_tree(&tree, Via::Git, APPLY_TIMEOUT)?;
     node.wait_status("tiny running again", NESTED_BOOT, |s| vm_running(s, "tiny"))?;
-    wait_for_heartbeat(node)
+    Ok(())
 }
 
 pub fn vm_comes_back_after_reboot(ctx: &mut Ctx) -> Result<()> {
