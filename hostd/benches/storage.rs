@@ -9,11 +9,13 @@
 
 #![allow(clippy::unwrap_used)] // bench setup: a panic is the failure report
 
+mod support;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use horcrux_config::{Config, TreeFile, check_files};
+use horcrux_config::Config;
 use horcrux_hostd::apply::Backend as _;
 use horcrux_hostd::backend::naming::Layout;
 use horcrux_hostd::backend::storage::StorageBackend;
@@ -64,17 +66,7 @@ fn tree() -> Config {
                 .to_string(),
         ));
     }
-    let files = files
-        .into_iter()
-        .map(|(path, text)| TreeFile {
-            path,
-            content: Ok(text.into_bytes()),
-        })
-        .collect();
-    match check_files(files).into_valid() {
-        Ok(config) => config,
-        Err(errors) => panic!("invalid bench tree: {errors:#?}"),
-    }
+    support::config(files)
 }
 
 fn bench_storage(c: &mut Criterion) {

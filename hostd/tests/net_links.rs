@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+#[path = "support/converge.rs"]
+mod converge;
 #[path = "support/netns.rs"]
 mod netns;
 
@@ -22,7 +24,7 @@ use horcrux_config::Config;
 use horcrux_hostd::apply::Backend as _;
 use horcrux_hostd::backend::naming::{Layout, tap_name};
 use horcrux_hostd::backend::net::NetworkBackend;
-use horcrux_hostd::plan::{Plan, ResourceId, ResourceKind, plan};
+use horcrux_hostd::plan::{Plan, ResourceId, ResourceKind};
 use netns::{Feature, NetNs, require, veth};
 use serde_json::Value;
 
@@ -64,6 +66,22 @@ impl Node {
         }
     }
 
+    /// Network `lan` on the uplink `up0`, used by a stopped VM `a`.
+    fn lan_on_uplink_up0(&self) {
+        self.file(
+            "node.toml",
+            Some("name = \"n1\"\n[uplinks]\nlan = \"up0\"\n"),
+        );
+        self.file(
+            "cluster/networks/lan.toml",
+            Some("kind = \"bridge\"\nuplink = \"lan\"\n"),
+        );
+        self.file(
+            "cluster/vms/a.toml",
+            Some("state = \"stopped\"\n[[nic]]\nnetwork = \"lan\"\n"),
+        );
+    }
+
     fn layout(&self) -> Layout {
         Layout::new(self.dirs.path().join("run"), self.dirs.path().join("state"))
     }
@@ -72,12 +90,9 @@ impl Node {
     fn plan(&self) -> Plan {
         let config = self.config();
         let layout = self.layout();
+        // The connection is opened inside this runtime and namespace.
         self.ns.block_on(|| async {
-            // The connection is opened inside this runtime and namespace.
-            let backend = NetworkBackend::new(&layout);
-            let desired = backend.desired(&config);
-            let observed = backend.observe().await.unwrap();
-            plan(&desired, &observed)
+            converge::plan_once(&NetworkBackend::new(&layout), &config).await
         })
     }
 
@@ -87,18 +102,7 @@ impl Node {
         let config = self.config();
         let layout = self.layout();
         self.ns.block_on(|| async {
-            let backend = NetworkBackend::new(&layout);
-            let desired = backend.desired(&config);
-            let observed = backend.observe().await.unwrap();
-            let plan = plan(&desired, &observed);
-            let mut errors = Vec::new();
-            for action in &plan.actions {
-                let want = desired.iter().find(|d| d.id == action.id);
-                if let Err(e) = backend.apply(action, want).await {
-                    errors.push(e.message);
-                }
-            }
-            (plan, errors)
+            converge::apply_once(&NetworkBackend::new(&layout), &config).await
         })
     }
 
@@ -182,18 +186,7 @@ fn network(name: &str) -> ResourceId {
 #[test]
 fn bridge_with_veth_uplink_connects_endpoints_and_is_idempotent() {
     let node = Node::new("n");
-    node.file(
-        "node.toml",
-        Some("name = \"n1\"\n[uplinks]\nlan = \"up0\"\n"),
-    );
-    node.file(
-        "cluster/networks/lan.toml",
-        Some("kind = \"bridge\"\nuplink = \"lan\"\n"),
-    );
-    node.file(
-        "cluster/vms/a.toml",
-        Some("state = \"stopped\"\n[[nic]]\nnetwork = \"lan\"\n"),
-    );
+    node.lan_on_uplink_up0();
     // Endpoint A sits behind the uplink, endpoint B on a hand-added port.
     let a = NetNs::new("a");
     veth(&node.ns, "up0", &a, "eth0");
@@ -223,18 +216,7 @@ fn bridge_with_veth_uplink_connects_endpoints_and_is_idempotent() {
 #[test]
 fn uplink_with_a_global_address_is_refused() {
     let node = Node::new("n");
-    node.file(
-        "node.toml",
-        Some("name = \"n1\"\n[uplinks]\nlan = \"up0\"\n"),
-    );
-    node.file(
-        "cluster/networks/lan.toml",
-        Some("kind = \"bridge\"\nuplink = \"lan\"\n"),
-    );
-    node.file(
-        "cluster/vms/a.toml",
-        Some("state = \"stopped\"\n[[nic]]\nnetwork = \"lan\"\n"),
-    );
+    node.lan_on_uplink_up0();
     let peer = NetNs::new("p");
     veth(&node.ns, "up0", &peer, "eth0");
     node.ns.ok("ip addr add 192.0.2.10/24 dev up0");
@@ -502,18 +484,7 @@ fn vxlan_connects_endpoints_on_two_nodes() {
 #[test]
 fn an_uplink_no_longer_used_is_released() {
     let node = Node::new("n");
-    node.file(
-        "node.toml",
-        Some("name = \"n1\"\n[uplinks]\nlan = \"up0\"\n"),
-    );
-    node.file(
-        "cluster/networks/lan.toml",
-        Some("kind = \"bridge\"\nuplink = \"lan\"\n"),
-    );
-    node.file(
-        "cluster/vms/a.toml",
-        Some("state = \"stopped\"\n[[nic]]\nnetwork = \"lan\"\n"),
-    );
+    node.lan_on_uplink_up0();
     let peer = NetNs::new("p");
     veth(&node.ns, "up0", &peer, "eth0");
     node.converge();

@@ -5,14 +5,16 @@
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
+#[path = "support/converge.rs"]
+mod converge;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use horcrux_config::Config;
-use horcrux_hostd::apply::Backend as _;
 use horcrux_hostd::backend::naming::Layout;
 use horcrux_hostd::backend::storage::StorageBackend;
-use horcrux_hostd::plan::{Op, Plan, ResourceKind, plan};
+use horcrux_hostd::plan::{Op, Plan, ResourceKind};
 
 const MIB: u64 = 1 << 20;
 const MARKER: &[u8] = b"horcrux-image!";
@@ -78,27 +80,13 @@ impl Node {
 
     fn plan(&self) -> Plan {
         let backend = StorageBackend::new(self.layout(), None);
-        let desired = backend.desired(&self.config());
-        let observed = Node::runtime().block_on(backend.observe()).unwrap();
-        plan(&desired, &observed)
+        Node::runtime().block_on(converge::plan_once(&backend, &self.config()))
     }
 
     /// Plans and applies every action in order; the plan and the errors.
     fn try_converge(&self) -> (Plan, Vec<String>) {
         let backend = StorageBackend::new(self.layout(), None);
-        let desired = backend.desired(&self.config());
-        Node::runtime().block_on(async {
-            let observed = backend.observe().await.unwrap();
-            let plan = plan(&desired, &observed);
-            let mut errors = Vec::new();
-            for action in &plan.actions {
-                let want = desired.iter().find(|d| d.id == action.id);
-                if let Err(e) = backend.apply(action, want).await {
-                    errors.push(e.message);
-                }
-            }
-            (plan, errors)
-        })
+        Node::runtime().block_on(converge::apply_once(&backend, &self.config()))
     }
 
     fn converge(&self) -> Plan {

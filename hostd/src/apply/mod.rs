@@ -58,6 +58,15 @@ impl BackendError {
             retryable: false,
         }
     }
+
+    /// A driver's error with its causes, transient or permanent as the
+    /// driver classified it.
+    pub fn of(e: &dyn std::error::Error, retryable: bool) -> Self {
+        BackendError {
+            message: crate::errors::chain(e),
+            retryable,
+        }
+    }
 }
 
 /// One driver (systemd, QEMU, network, firewall, storage): reads its

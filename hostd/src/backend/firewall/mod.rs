@@ -138,12 +138,7 @@ pub fn ruleset_digest(text: &str) -> String {
 }
 
 fn backend_error(e: NftError) -> BackendError {
-    let message = crate::errors::chain(&e);
-    if e.retryable() {
-        BackendError::new(message)
-    } else {
-        BackendError::permanent(message)
-    }
+    BackendError::of(&e, e.retryable())
 }
 
 /// The one firewall resource of this node, when the config has a node.

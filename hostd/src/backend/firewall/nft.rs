@@ -2,7 +2,6 @@
 //! hostd's two tables back as JSON. Only `bridge horcrux` and `inet
 //! horcrux` are ever named; other tables are neither listed nor touched.
 
-use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,59 +17,23 @@ pub const FAMILIES: [&str; 2] = ["bridge", "inet"];
 /// The name of both tables.
 pub const TABLE: &str = "horcrux";
 
-/// Why talking to nft failed. The first four variants are
-/// [`CommandError`]'s, kept by name because callers match on them.
+/// Why talking to nft failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("cannot run {path}")]
-    Spawn {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot pass the ruleset to `{command}`")]
-    Stdin {
-        command: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("`{command}` did not finish within {}", humantime::format_duration(*limit))]
-    Timeout { command: String, limit: Duration },
-    #[error("`{command}` failed ({status}): {stderr}")]
-    Failed {
-        command: String,
-        status: String,
-        stderr: String,
-    },
+    #[error(transparent)]
+    Command(#[from] CommandError),
     #[error("`{command}` printed a listing hostd cannot read: {reason}")]
     Listing { command: String, reason: String },
-}
-
-impl From<CommandError> for NftError {
-    fn from(e: CommandError) -> Self {
-        match e {
-            CommandError::Spawn { path, source } => NftError::Spawn { path, source },
-            CommandError::Stdin { command, source } => NftError::Stdin { command, source },
-            CommandError::Timeout { command, limit } => NftError::Timeout { command, limit },
-            CommandError::Failed {
-                command,
-                status,
-                stderr,
-                truncated: _,
-            } => NftError::Failed {
-                command,
-                status,
-                stderr,
-            },
-        }
-    }
 }
 
 impl NftError {
     /// Whether trying again soon may help: a ruleset nft refused is
     /// refused again until the config (or the kernel) changes.
     pub fn retryable(&self) -> bool {
-        !matches!(self, NftError::Failed { .. } | NftError::Listing { .. })
+        match self {
+            NftError::Command(e) => e.retryable(),
+            NftError::Listing { .. } => false,
+        }
     }
 }
 
@@ -123,7 +86,7 @@ impl Nft {
                 }),
             // ENOENT is how the kernel says "no such table" (the locale is
             // pinned to C, so the text is stable).
-            Err(NftError::Failed { stderr, .. })
+            Err(NftError::Command(CommandError::Failed { stderr, .. }))
                 if stderr.contains("No such file or directory") =>
             {
                 Ok(None)

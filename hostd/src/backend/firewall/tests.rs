@@ -9,6 +9,7 @@ use horcrux_config::Config;
 use super::nft::{self, Nft, NftError};
 use super::ruleset::{self, Stage, build, sanitize_comment, translate};
 use super::*;
+use crate::backend::command::CommandError;
 use crate::backend::test_support::config;
 use crate::plan::plan;
 
@@ -750,7 +751,7 @@ fn nft_errors_carry_its_stderr_bounded() {
     let nft = Nft::new(&noisy, Duration::from_secs(10));
     let rt = runtime();
     let err = retry_busy(|| rt.block_on(nft.apply("table inet x\n"))).unwrap_err();
-    let NftError::Failed { stderr, .. } = &err else {
+    let NftError::Command(CommandError::Failed { stderr, .. }) = &err else {
         panic!("{err:?}");
     };
     assert!(stderr.starts_with("Error: syntax error, unexpected junk"));
@@ -775,7 +776,10 @@ fn a_hanging_nft_is_killed_at_the_time_limit() {
     let nft = Nft::new(&slow, Duration::from_millis(300));
     let started = std::time::Instant::now();
     let err = retry_busy(|| runtime().block_on(nft.apply(""))).unwrap_err();
-    assert!(matches!(err, NftError::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(err, NftError::Command(CommandError::Timeout { .. })),
+        "{err:?}"
+    );
     assert!(err.retryable());
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -35,7 +35,7 @@ use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::{Instant, timeout_at};
 
-use super::wire::{is_disconnect, quote, secs};
+use super::wire::{is_disconnect, quote, secs, take_reply};
 
 /// How long an ordinary command (status, thaw, ping) may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -481,22 +481,10 @@ impl GuestAgent {
             return Err(self.protocol(format!("a reply that is not an object: {}", quote(line))));
         };
         let id = object.remove("id");
-        if let Some(value) = object.remove("return") {
-            return Ok(Reply::Return { id, value });
-        }
-        if let Some(error) = object.remove("error") {
-            let field = |key: &str| {
-                error
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or("(missing)")
-                    .to_string()
-            };
-            return Ok(Reply::Error {
-                id,
-                class: field("class"),
-                desc: field("desc"),
-            });
+        match take_reply(&mut object) {
+            Some(Ok(value)) => return Ok(Reply::Return { id, value }),
+            Some(Err((class, desc))) => return Ok(Reply::Error { id, class, desc }),
+            None => {}
         }
         Err(self.protocol(format!(
             "a reply with neither `return` nor `error`: {}",

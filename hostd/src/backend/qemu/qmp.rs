@@ -35,7 +35,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _,
 use tokio::net::UnixStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::wire::{is_disconnect, quote, secs};
+use super::wire::{is_disconnect, quote, secs, take_reply};
 
 /// How long connecting plus the greeting and capability negotiation may
 /// take. QEMU answers in milliseconds even under TCG; a QEMU whose monitor
@@ -587,24 +587,8 @@ impl Qmp {
             return Ok(Message::Event(QmpEvent { name, data, known }));
         }
         let id = object.remove("id");
-        if let Some(value) = object.remove("return") {
-            return Ok(Message::Reply {
-                id,
-                result: Ok(value),
-            });
-        }
-        if let Some(error) = object.remove("error") {
-            let field = |key: &str| {
-                error
-                    .get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or("(missing)")
-                    .to_string()
-            };
-            return Ok(Message::Reply {
-                id,
-                result: Err((field("class"), field("desc"))),
-            });
+        if let Some(result) = take_reply(&mut object) {
+            return Ok(Message::Reply { id, result });
         }
         if let Some(Value::Object(greeting)) = object.remove("QMP") {
             return Ok(Message::Greeting(greeting));

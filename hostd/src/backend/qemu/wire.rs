@@ -5,8 +5,30 @@
 use std::io;
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+
 /// How much of an unreadable line an error quotes.
 const QUOTE: usize = 200;
+
+/// The outcome of a QAPI reply (both QMP and the guest agent answer a
+/// command with `{"return": ...}` or `{"error": {"class", "desc"}}`),
+/// taken out of its object; `None` when the object is neither.
+pub(super) fn take_reply(
+    object: &mut Map<String, Value>,
+) -> Option<Result<Value, (String, String)>> {
+    if let Some(value) = object.remove("return") {
+        return Some(Ok(value));
+    }
+    let error = object.remove("error")?;
+    let field = |key: &str| {
+        error
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("(missing)")
+            .to_string()
+    };
+    Some(Err((field("class"), field("desc"))))
+}
 
 /// An error that means the other end closed the socket (QEMU exited, the
 /// guest agent restarted), not a fault of ours.

@@ -68,21 +68,11 @@ impl std::fmt::Debug for StorageBackend {
 }
 
 fn error(e: &ZfsError) -> BackendError {
-    let message = crate::errors::chain(e);
-    if e.retryable() {
-        BackendError::new(message)
-    } else {
-        BackendError::permanent(message)
-    }
+    BackendError::of(e, e.retryable())
 }
 
 fn qemu_img_error(e: &qemu_img::QemuImgError) -> BackendError {
-    let message = crate::errors::chain(e);
-    if e.retryable() {
-        BackendError::new(message)
-    } else {
-        BackendError::permanent(message)
-    }
+    BackendError::of(e, e.retryable())
 }
 
 impl StorageBackend {
@@ -170,14 +160,10 @@ impl StorageBackend {
             let observed = Observed::new(id).field("location", entry.path().to_string_lossy());
             // One unreadable file must not hide every other volume: it
             // shows as such (and its VM's grow fails with the reason).
-            let observed = match self.qemu_img.info(&entry.path()).await {
-                Ok(info) => {
-                    let observed = observed.field("size", size_field(info.virtual_size));
-                    match info.actual_size {
-                        Some(used) => observed.field("used", used.to_string()),
-                        None => observed,
-                    }
-                }
+            let observed = match qemu_img::qcow2_sizes(&entry.path()).await {
+                Ok((size, used)) => observed
+                    .field("size", size_field(size))
+                    .field("used", used.to_string()),
                 Err(e) => {
                     observed.field("size", format!("unreadable: {}", crate::errors::chain(&e)))
                 }
@@ -267,11 +253,9 @@ impl StorageBackend {
 
     async fn zvol(&self, dataset: &str) -> Result<Zvol, BackendError> {
         self.zfs
-            .zvols()
+            .zvol(dataset)
             .await
             .map_err(|e| error(&e))?
-            .into_iter()
-            .find(|z| z.dataset == dataset)
             .ok_or_else(|| BackendError::new(format!("{dataset} is not a zvol")))
     }
 
@@ -518,14 +502,13 @@ fn observe_zvol(zvol: &Zvol) -> Option<Observed> {
     if zvol.dataset.ends_with(IMPORTING) {
         return None;
     }
-    let named: Vec<String> = zvol
+    let mut named: Vec<String> = zvol
         .snapshots
         .iter()
         .filter(|s| s.kind == SnapshotKind::Named)
         .map(|s| s.name.clone())
         .collect();
-    let mut sorted = named;
-    sorted.sort();
+    named.sort();
     let scheduled = zvol
         .snapshots
         .iter()
@@ -534,7 +517,7 @@ fn observe_zvol(zvol: &Zvol) -> Option<Observed> {
     let pool = zvol.dataset.split('/').next().unwrap_or_default();
     let mut observed = Observed::new(ResourceId::new(ResourceKind::Volume, id))
         .field("size", size_field(zvol.volsize))
-        .field("snapshots", VolumeSpec::snapshots_field(&sorted))
+        .field("snapshots", VolumeSpec::snapshots_field(&named))
         .field("location", &zvol.dataset)
         .field("used", zvol.used.to_string())
         .field("scheduled_snapshots", scheduled.to_string())

@@ -57,6 +57,8 @@ pub enum QemuImgError {
     Command(#[from] CommandError),
     #[error("unreadable `qemu-img info` output: {reason}")]
     Info { reason: String },
+    #[error("{} is not a readable qcow2 file: {reason}", path.display())]
+    Header { path: PathBuf, reason: String },
     #[error(
         "refusing to shrink {} from {current} to {requested} bytes: \
          the data past the new end would be lost",
@@ -93,6 +95,7 @@ impl QemuImgError {
             QemuImgError::Command(e) => e.retryable(),
             QemuImgError::Create { .. } => true,
             QemuImgError::Info { .. }
+            | QemuImgError::Header { .. }
             | QemuImgError::Shrink { .. }
             | QemuImgError::Unsafe { .. }
             | QemuImgError::Invalid { .. }
@@ -114,6 +117,49 @@ struct RawInfo {
     /// Differs by format; qcow2's has `data.data-file`.
     #[serde(rename = "format-specific", default)]
     format_specific: Option<serde_json::Value>,
+}
+
+/// The virtual size in a qcow2 header: magic `QFI\xfb`, then (all big
+/// endian) version, backing file offset and size, cluster bits, and the
+/// size in bytes at offset 24 (QEMU's docs/interop/qcow2.txt).
+pub fn qcow2_header_size(header: &[u8]) -> Result<u64, String> {
+    let magic = header.get(..4).ok_or("shorter than a qcow2 header")?;
+    if magic != b"QFI\xfb" {
+        return Err("no qcow2 magic".into());
+    }
+    let size = header.get(24..32).ok_or("shorter than a qcow2 header")?;
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(size);
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// A qcow2 file's virtual size and the bytes it takes on disk, read
+/// directly: observing every dir volume every cycle must not spawn a
+/// `qemu-img` per file.
+pub async fn qcow2_sizes(path: &Path) -> Result<(u64, u64), QemuImgError> {
+    use std::os::unix::fs::MetadataExt as _;
+    use tokio::io::AsyncReadExt as _;
+    let header_error = |reason: String| QemuImgError::Header {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| header_error(e.to_string()))?;
+    let mut header = Vec::with_capacity(32);
+    (&mut file)
+        .take(32)
+        .read_to_end(&mut header)
+        .await
+        .map_err(|e| header_error(e.to_string()))?;
+    let size = qcow2_header_size(&header).map_err(header_error)?;
+    let used = file
+        .metadata()
+        .await
+        .map_err(|e| header_error(e.to_string()))?
+        .blocks()
+        * 512;
+    Ok((size, used))
 }
 
 /// Reads the output of `qemu-img info -U --output=json FILE`.
@@ -546,6 +592,25 @@ mod tests {
             qemu_img.info(&path).await.expect("info").virtual_size,
             3 * MIB
         );
+    }
+
+    #[tokio::test]
+    async fn the_qcow2_header_agrees_with_qemu_img() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = QemuImg::new();
+        let path = dir.path().join("h.qcow2");
+        img.create_qcow2(&path, 40 * MIB).await.expect("create");
+        img.grow(&path, 40 * MIB, 72 * MIB).await.expect("grow");
+        let info = img.info(&path).await.expect("info");
+        let (size, used) = qcow2_sizes(&path).await.expect("header");
+        assert_eq!(size, info.virtual_size);
+        assert_eq!(size, 72 * MIB);
+        assert!(used > 0 && used < MIB, "{used}");
+        for bad in [&b""[..], b"QFI\xfb", b"QFI\xfbnot really", &[0u8; 64][..]] {
+            assert!(qcow2_header_size(bad).is_err(), "{bad:?}");
+        }
+        let missing = qcow2_sizes(&dir.path().join("none.qcow2")).await;
+        assert!(matches!(missing, Err(QemuImgError::Header { .. })));
     }
 
     #[tokio::test]

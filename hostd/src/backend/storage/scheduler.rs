@@ -151,8 +151,9 @@ async fn tick(
     if !Zfs::module_loaded() {
         return Ok(());
     }
-    let zvols = zfs.zvols().await?;
+    let mut zvols = zfs.zvols().await?;
     let by_dataset: BTreeMap<&str, &Zvol> = zvols.iter().map(|z| (z.dataset.as_str(), z)).collect();
+    let mut taken = false;
     for schedule in schedules {
         // A disk not made yet: nothing to snapshot until it is.
         if !schedule
@@ -179,10 +180,13 @@ async fn tick(
                 current_slot(schedule.every, now),
             )
             .await;
+            taken = true;
         }
     }
-    // Read again: the snapshots just taken count towards `keep`.
-    let zvols = zfs.zvols().await?;
+    // The snapshots just taken count towards `keep`: read them back.
+    if taken {
+        zvols = zfs.zvols().await?;
+    }
     for schedule in schedules {
         for zvol in zvols
             .iter()

@@ -293,10 +293,27 @@ impl Zfs {
     /// All zvols of the imported pools with their snapshots; none while
     /// the module is not loaded.
     pub async fn zvols(&self) -> Result<Vec<Zvol>, ZfsError> {
+        self.list(&[]).await
+    }
+
+    /// One zvol with its snapshots (`zfs list -r -d 1 DATASET`), without
+    /// listing every pool; `None` when it does not exist.
+    pub async fn zvol(&self, dataset: &str) -> Result<Option<Zvol>, ZfsError> {
+        validate_volume(dataset)?;
+        match self.list(&["-r", "-d", "1", dataset]).await {
+            Ok(zvols) => Ok(zvols.into_iter().find(|z| z.dataset == dataset)),
+            Err(ZfsError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `zfs list` of volumes and snapshots in [`LIST_COLUMNS`], limited
+    /// by `scope`; empty when the module is not loaded.
+    async fn list(&self, scope: &[&str]) -> Result<Vec<Zvol>, ZfsError> {
         if !Zfs::module_loaded() {
             return Ok(Vec::new());
         }
-        let args = [
+        let mut args = vec![
             "list",
             "-H",
             "-p",
@@ -305,7 +322,14 @@ impl Zfs {
             "-o",
             LIST_COLUMNS,
         ];
-        match self.zfs.run(&args, None).await.map_err(|e| classify(e, "")) {
+        args.extend_from_slice(scope);
+        let subject = scope.last().copied().unwrap_or_default();
+        match self
+            .zfs
+            .run(&args, None)
+            .await
+            .map_err(|e| classify(e, subject))
+        {
             // Property values are arbitrary bytes; a non-UTF-8 one belongs
             // to no volume hostd made and must not hide the others.
             Ok(stdout) => parse_zvols(&String::from_utf8_lossy(&stdout)),
