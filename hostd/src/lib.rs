@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod cluster;
 pub mod cli;
 pub mod daemon;
 

@@ -73,6 +73,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a new random cluster key for `[gossip] key_file` (write it to
+    /// the file on every member, mode 0600).
+    GossipKey,
     /// Write an earlier generation back into the config directory; hostd
     /// accepts it as a new generation with source "rollback".
     Rollback {
@@ -179,6 +182,7 @@ fn main() -> ExitCode {
             management::run(&config_dir, &out, std::path::Path::new("/sys/class/net"))
         }
         Command::Generations { state_dir, json } => generations::list(&state_dir, json),
+        Command::GossipKey => horcrux_hostd::cli::gossip_key::run(),
         Command::Rollback { id, dirs } => {
             generations::rollback(id, &dirs.config_dir, &dirs.state_dir, &dirs.run_dir)
         }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use horcrux_hostd::cluster::Tuning;
 use horcrux_hostd::daemon::{self, Options};
 use horcrux_hostd::errors::chain;
 use horcrux_hostd::paths::Dirs;
@@ -35,6 +36,12 @@ struct Args {
     /// manage VMs only: for running hostd on a development machine.
     #[arg(long)]
     no_host_network: bool,
+    /// Cluster gossip interval.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    gossip_interval: Duration,
+    /// How long deletions of replicated files are remembered (testing).
+    #[arg(long, hide = true, default_value = "7days", value_parser = humantime::parse_duration)]
+    tombstone_ttl: Duration,
 }
 
 fn init_logging() {
@@ -59,6 +66,10 @@ async fn main() -> ExitCode {
         rescan_every: args.rescan_every,
         drift_every: args.drift_every,
         host_network: !args.no_host_network,
+        cluster: Tuning {
+            gossip_interval: args.gossip_interval,
+            tombstone_ttl: args.tombstone_ttl,
+        },
         ..Options::with_dirs(args.dirs.config_dir, args.dirs.state_dir, args.dirs.run_dir)
     };
     let (mut term, mut int) = match (

@@ -5,6 +5,7 @@ pub mod check;
 pub mod console;
 pub mod deploy;
 pub mod generations;
+pub mod gossip_key;
 pub mod management;
 pub mod plan;
 pub mod purge;

@@ -22,6 +22,8 @@ use crate::backend::net::NetworkBackend;
 use crate::backend::storage::scheduler::Scheduler;
 use crate::backend::storage::{self, StorageBackend};
 use crate::backend::vm::{VmBackend, orphans};
+use crate::cluster::replicator::ReplicatorError;
+use crate::cluster::{Replicator, Tuning};
 use crate::errors::chain;
 use crate::generation::{GenerationStore, StoreError};
 use crate::readiness;
@@ -45,6 +47,8 @@ pub struct Options {
     /// Manage the host's links, firewall and management address (false on
     /// a development machine: VMs only).
     pub host_network: bool,
+    /// Gossip interval and deletion lifetime of the cluster replication.
+    pub cluster: Tuning,
 }
 
 impl Options {
@@ -57,6 +61,7 @@ impl Options {
             rescan_every: Duration::from_secs(60),
             drift_every: DEFAULT_DRIFT_INTERVAL,
             host_network: true,
+            cluster: Tuning::default(),
         }
     }
 }
@@ -75,6 +80,8 @@ pub enum DaemonError {
     Watch(#[from] watch::WatchError),
     #[error("cannot install a signal handler")]
     Signal(#[source] std::io::Error),
+    #[error("cannot open the cluster replication record")]
+    Cluster(#[from] ReplicatorError),
 }
 
 /// The drivers this node converges through. Backends register here as
@@ -117,7 +124,16 @@ pub async fn run(
     }
     let store = GenerationStore::open(&opts.state_dir)?;
     store.recover()?;
+    let cluster_changed = Arc::new(Notify::new());
+    let cluster = Replicator::open(
+        &opts.config_dir,
+        &opts.state_dir,
+        &opts.run_dir,
+        opts.cluster,
+        cluster_changed.clone(),
+    )?;
     let mut daemon = Daemon {
+        cluster,
         snapshots: Scheduler::spawn(layout.clone(), status.clone()),
         layout,
         reconciler: Reconciler::new(status.clone(), backends),
@@ -137,6 +153,8 @@ pub async fn run(
     let mut trigger = Trigger::new(daemon.opts.drift_every);
     rescan.tick().await;
     let mut watchdog = readiness::watchdog_interval().map(tokio::time::interval);
+    let mut members = tokio::time::interval(MEMBERSHIP_REFRESH);
+    members.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     daemon.reload().await;
     if daemon.current.is_none() {
@@ -155,6 +173,8 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => break,
             _ = changed.notified() => daemon.reload().await,
+            _ = cluster_changed.notified() => daemon.pull_cluster().await,
+            _ = members.tick() => daemon.refresh_members().await,
             _ = rescan.tick() => daemon.reload().await,
             _ = hangup.recv() => {
                 tracing::info!("SIGHUP: re-reading the config tree");
@@ -179,7 +199,11 @@ pub async fn run(
     Ok(())
 }
 
+/// How often member states on the status page are refreshed.
+const MEMBERSHIP_REFRESH: Duration = Duration::from_secs(1);
+
 struct Daemon {
+    cluster: Replicator,
     opts: Options,
     layout: Layout,
     snapshots: Scheduler,
@@ -261,12 +285,15 @@ impl Daemon {
                 if new {
                     tracing::info!(generation = generation.id, source = %generation.source, hash = %generation.hash, "accepted new generation");
                 }
+                self.cluster.accept(&config, &generation).await;
+                let cluster = self.cluster.report();
                 self.status.update(|s| {
                     s.config_errors.clear();
                     if new {
                         s.counters.generations_accepted += 1;
                     }
                     s.generation = Some(generation);
+                    s.cluster = cluster;
                 });
                 self.set_current(config);
                 if new {
@@ -286,6 +313,28 @@ impl Daemon {
             "reload done"
         );
         readiness::status(&self.status.snapshot().summary());
+    }
+
+    /// Other members published something: write what wins, then look at
+    /// the tree like after any edit.
+    async fn pull_cluster(&mut self) {
+        let wrote = self.cluster.pull().await;
+        let cluster = self.cluster.report();
+        self.status.update(|s| s.cluster = cluster);
+        if wrote {
+            self.reload().await;
+            // Attribution is for that reload only (it may have been
+            // rejected); a later edit here is a local one.
+            crate::generation::hint::withdraw(&self.opts.run_dir);
+        }
+    }
+
+    async fn refresh_members(&mut self) {
+        self.cluster.tick().await;
+        let cluster = self.cluster.report();
+        if cluster != self.status.snapshot().cluster {
+            self.status.update(|s| s.cluster = cluster);
+        }
     }
 
     async fn converge(&mut self) {

@@ -6,6 +6,7 @@ use std::path::Path;
 use horcrux_config::load::read_tree;
 use horcrux_config::{Config, Diagnostic, LoadError, TreeFile, against_previous, check_files};
 
+use crate::cluster::signature;
 use crate::generation::{GenerationInfo, GenerationStore, StoreError, TreeHash, hint, tree_hash};
 
 #[derive(Debug)]
@@ -47,7 +48,10 @@ impl Reloader {
         running: Option<&Config>,
     ) -> Result<Outcome, ReloadError> {
         let files = read_tree(config_dir)?;
-        let seen = fingerprint(&files);
+        // read_tree skips `.minisig` files, yet signing a rejected tree
+        // is a change that must be looked at.
+        let signatures = signature::read_signatures(config_dir);
+        let seen = fingerprint(files.iter().chain(&signatures));
         if self.last_seen.as_ref() == Some(&seen) {
             return Ok(Outcome::Unchanged);
         }
@@ -71,6 +75,12 @@ impl Reloader {
                 return Ok(Outcome::Rejected(errors));
             }
         };
+        // With `[trust] require_signatures`, cluster/ changes must be signed.
+        let unsigned = signature::check_tree(config_dir, &config, running);
+        if !unsigned.is_empty() {
+            self.last_seen = Some(seen);
+            return Ok(Outcome::Rejected(unsigned));
+        }
         let contents: Vec<(String, Vec<u8>)> = config
             .sources
             .iter()
@@ -114,10 +124,9 @@ fn missing_node_toml() -> Diagnostic {
 
 /// A hash of everything that could change the outcome, including files
 /// that could not be read (a permissions fix must trigger a re-check).
-fn fingerprint(files: &[TreeFile]) -> TreeHash {
+fn fingerprint<'a>(files: impl Iterator<Item = &'a TreeFile>) -> TreeHash {
     // Runs on every rescan: borrow the contents, only paths are rebuilt.
     let framed: Vec<(String, &[u8])> = files
-        .iter()
         .map(|f| match &f.content {
             Ok(bytes) => (f.path.clone(), bytes.as_slice()),
             Err(e) => (format!("{}\0unreadable", f.path), e.as_bytes()),

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::backend::vm::orphans::OrphanedVm;
+use crate::cluster::ClusterStatus;
 use crate::generation::GenerationInfo;
 use crate::plan::ResourceKind;
 
@@ -117,6 +118,8 @@ pub struct Status {
     pub imports: BTreeMap<String, f64>,
     /// The snapshot schedule of each VM that has one, by VM name.
     pub snapshot_schedules: BTreeMap<String, ScheduleRun>,
+    /// Members, replication and conflicts; `None` without cluster.toml.
+    pub cluster: Option<ClusterStatus>,
     /// Whether the first full observe + plan has completed.
     pub ready: bool,
     /// Counters for /metrics.
@@ -225,6 +228,7 @@ impl Status {
             orphaned_vms: Vec::new(),
             imports: BTreeMap::new(),
             snapshot_schedules: BTreeMap::new(),
+            cluster: None,
             ready: false,
             counters: Counters::default(),
         }

@@ -1,0 +1,78 @@
+//! The cluster: membership and failure detection (chitchat), replication
+//! of the `cluster/` directory, hybrid logical clocks and signatures.
+//!
+//! Only `cluster/` is ever replicated: `node.toml` and `secrets/` never
+//! leave the node.
+
+pub mod entry;
+pub mod gossip;
+pub mod hlc;
+pub mod key;
+pub mod merge;
+pub mod replicator;
+pub mod signature;
+pub mod transport;
+pub mod view;
+
+use serde::Serialize;
+
+pub use merge::{Conflict, Rejected};
+pub use replicator::{Replicator, Tuning};
+pub use transport::TransportStats;
+
+/// How the failure detector sees a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    /// Heard from within the last seconds.
+    Alive,
+    /// Silent for a few seconds, not yet declared dead.
+    Suspect,
+    /// Declared dead by the failure detector, or never heard from.
+    Dead,
+}
+
+impl MemberState {
+    pub const ALL: [MemberState; 3] = [MemberState::Alive, MemberState::Suspect, MemberState::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberState::Alive => "alive",
+            MemberState::Suspect => "suspect",
+            MemberState::Dead => "dead",
+        }
+    }
+}
+
+/// One member on the status page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MemberStatus {
+    pub name: String,
+    /// Its gossip address.
+    pub address: String,
+    pub state: MemberState,
+    /// Seconds since its heartbeat last advanced (`None`: never heard from).
+    pub last_seen_seconds: Option<f64>,
+    /// The generation it runs: "<id> <hash prefix>".
+    pub generation: Option<String>,
+    pub this_node: bool,
+}
+
+/// The cluster section of the status page.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClusterStatus {
+    pub name: String,
+    pub members: Vec<MemberStatus>,
+    /// Replicated files (deletions not counted).
+    pub files: usize,
+    /// Concurrent edits that lost, with their content, until the file
+    /// changes again.
+    pub conflicts: Vec<Conflict>,
+    /// Versions other members offer that this node refused.
+    pub rejected: Vec<Rejected>,
+    /// Change sets waiting for their other files or for a local edit.
+    pub waiting_changes: usize,
+    pub transport: TransportStats,
+    /// Why gossip is not running, if it is not.
+    pub error: Option<String>,
+}
