@@ -118,6 +118,30 @@ pub fn is_replicated_path(path: &str) -> bool {
         && ResourceName::parse_str(stem).is_ok()
 }
 
+/// Files of a clustered tree too large to replicate: an error at reload,
+/// so a push never half-replicates.
+pub fn oversized(config: &horcrux_config::Config) -> Vec<horcrux_config::Diagnostic> {
+    if config.cluster.is_none() {
+        return Vec::new();
+    }
+    config
+        .sources
+        .iter()
+        .filter(|(_, f)| f.path.starts_with("cluster/") && f.text.len() > MAX_FILE_BYTES)
+        .map(|(_, f)| horcrux_config::Diagnostic {
+            file: f.path.clone(),
+            line: None,
+            column: None,
+            message: format!(
+                "{} bytes: files under cluster/ are replicated and limited to {MAX_FILE_BYTES} bytes",
+                f.text.len()
+            ),
+            hint: Some("split it, or move large data (cloud-init payloads, images) out of the config tree".into()),
+            snippet: None,
+        })
+        .collect()
+}
+
 /// Checks a version received for `path`: everything that does not need
 /// the trust settings (signatures are checked by the caller).
 pub fn check(path: &str, entry: &Entry, wall_millis: u64) -> Result<(), Invalid> {
@@ -175,7 +199,12 @@ pub(crate) mod tests {
 
     #[test]
     fn only_config_paths_replicate() {
-        for ok in ["cluster.toml", "vms/web-1.toml", "networks/lan.toml", "firewall/web.toml"] {
+        for ok in [
+            "cluster.toml",
+            "vms/web-1.toml",
+            "networks/lan.toml",
+            "firewall/web.toml",
+        ] {
             assert!(is_replicated_path(ok), "{ok}");
         }
         for bad in [
@@ -208,7 +237,10 @@ pub(crate) mod tests {
 
         let mut e = good.clone();
         e.author = "Bad Name".into();
-        assert!(matches!(check("vms/a.toml", &e, now), Err(Invalid::Author(_))));
+        assert!(matches!(
+            check("vms/a.toml", &e, now),
+            Err(Invalid::Author(_))
+        ));
 
         let big = "x".repeat(MAX_FILE_BYTES + 1);
         let e = version(good.clock.0, "node1", 0, Some(&big));
@@ -218,17 +250,62 @@ pub(crate) mod tests {
         );
 
         let e = version(Timestamp::new(now + 61_000, 0).0, "node1", 0, Some("x"));
-        assert!(matches!(check("vms/a.toml", &e, now), Err(Invalid::Future(_))));
+        assert!(matches!(
+            check("vms/a.toml", &e, now),
+            Err(Invalid::Future(_))
+        ));
 
         let mut e = good.clone();
         e.set = 0;
-        assert!(matches!(check("vms/a.toml", &e, now), Err(Invalid::Malformed(_))));
+        assert!(matches!(
+            check("vms/a.toml", &e, now),
+            Err(Invalid::Malformed(_))
+        ));
         let mut e = good.clone();
         e.base = Timestamp(e.clock.0 + 1);
-        assert!(matches!(check("vms/a.toml", &e, now), Err(Invalid::Malformed(_))));
+        assert!(matches!(
+            check("vms/a.toml", &e, now),
+            Err(Invalid::Malformed(_))
+        ));
         let mut e = good;
         e.hash = "zz".into();
-        assert!(matches!(check("vms/a.toml", &e, now), Err(Invalid::Malformed(_))));
+        assert!(matches!(
+            check("vms/a.toml", &e, now),
+            Err(Invalid::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_files_are_config_errors_only_in_a_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path();
+        std::fs::create_dir_all(etc.join("cluster/networks")).unwrap();
+        std::fs::write(etc.join("node.toml"), "name = \"node1\"\n").unwrap();
+        let padding = format!("kind = \"bridge\"\n{}\n", "#".repeat(MAX_FILE_BYTES));
+        std::fs::write(etc.join("cluster/networks/big.toml"), &padding).unwrap();
+        let load = || {
+            horcrux_config::check_files(horcrux_config::load::read_tree(etc).unwrap())
+                .into_valid()
+                .unwrap()
+        };
+        assert!(
+            oversized(&load()).is_empty(),
+            "unclustered: nothing replicates"
+        );
+        std::fs::write(
+            etc.join("cluster/cluster.toml"),
+            "name = \"lab\"\n[[member]]\nname = \"node1\"\naddress = \"10.0.0.1\"\n\
+             [trust]\nrequire_signatures = false\n",
+        )
+        .unwrap();
+        let errors = oversized(&load());
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].file, "cluster/networks/big.toml");
+        assert!(
+            errors[0].message.contains("limited to"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]

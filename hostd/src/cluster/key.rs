@@ -38,7 +38,8 @@ impl fmt::Debug for ClusterKey {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyFormatError {
     #[error(
-        "the cluster key is not valid base64 (expected one line of 44 characters, as printed by `horcrux gossip-key`)"
+        "the cluster key is not valid base64 (expected one line of 44 characters, \
+         as printed by `horcrux gossip-key`)"
     )]
     NotBase64,
     #[error(
@@ -59,7 +60,8 @@ pub enum KeyError {
     )]
     Missing { path: PathBuf },
     #[error(
-        "cluster key file {path} is readable by group or others (mode {mode:04o}); run `chmod 600 {path}`",
+        "cluster key file {path} is readable by group or others (mode {mode:04o}); \
+         run `chmod 600 {path}`",
         path = .path.display()
     )]
     Permissions { path: PathBuf, mode: u32 },

@@ -187,7 +187,10 @@ mod tests {
     #[test]
     fn newer_versions_are_adopted_and_known_ones_are_not() {
         let mut view = BTreeMap::new();
-        view.insert("vms/a.toml".to_string(), version(10, "node1", 0, Some("a1")));
+        view.insert(
+            "vms/a.toml".to_string(),
+            version(10, "node1", 0, Some("a1")),
+        );
         let newer = version(20, "node2", 10, Some("a2"));
         let m = run(
             &view,
@@ -197,7 +200,10 @@ mod tests {
             ],
         );
         assert_eq!(m.sets.len(), 1);
-        assert_eq!(m.sets[0].files, vec![("vms/a.toml".to_string(), newer.clone())]);
+        assert_eq!(
+            m.sets[0].files,
+            vec![("vms/a.toml".to_string(), newer.clone())]
+        );
         assert!(m.sets[0].complete());
         assert!(m.conflicts.is_empty(), "{:?}", m.conflicts);
 
@@ -209,7 +215,10 @@ mod tests {
     #[test]
     fn stale_versions_lose_without_conflict() {
         let mut view = BTreeMap::new();
-        view.insert("vms/a.toml".to_string(), version(30, "node2", 20, Some("a3")));
+        view.insert(
+            "vms/a.toml".to_string(),
+            version(30, "node2", 20, Some("a3")),
+        );
         let stale = version(10, "node1", 0, Some("a1"));
         let m = run(&view, &[offer("node1", "vms/a.toml", stale)]);
         assert!(m.sets.is_empty());
@@ -236,7 +245,10 @@ mod tests {
         // A third node sees both and agrees.
         let m = run(
             &BTreeMap::new(),
-            &[offer("node1", "vms/x.toml", a.clone()), offer("node2", "vms/x.toml", b.clone())],
+            &[
+                offer("node1", "vms/x.toml", a.clone()),
+                offer("node2", "vms/x.toml", b.clone()),
+            ],
         );
         assert_eq!(m.conflicts.len(), 1);
         assert_eq!(m.conflicts[0].loser, a);
@@ -263,7 +275,10 @@ mod tests {
         assert!(!m.sets[0].complete());
         let m = run(
             &BTreeMap::new(),
-            &[offer("node1", "vms/a.toml", a), offer("node1", "vms/b.toml", b)],
+            &[
+                offer("node1", "vms/a.toml", a),
+                offer("node1", "vms/b.toml", b),
+            ],
         );
         assert_eq!(m.sets.len(), 1);
         assert!(m.sets[0].complete());
@@ -287,8 +302,61 @@ mod tests {
         assert_eq!(m.rejected.len(), 2);
 
         let deny = |_: &str, _: &Entry| Err("unsigned".to_string());
-        let m = merge(&BTreeMap::new(), &[offer("node1", "vms/a.toml", good)], &deny, NOW);
+        let m = merge(
+            &BTreeMap::new(),
+            &[offer("node1", "vms/a.toml", good)],
+            &deny,
+            NOW,
+        );
         assert!(m.sets.is_empty());
         assert_eq!(m.rejected[0].reason, "unsigned");
+    }
+
+    proptest::proptest! {
+        /// Whatever members publish, merging never panics, and nothing
+        /// that fails the checks is ever chosen for writing.
+        #[test]
+        fn hostile_offers_never_panic_or_get_adopted(
+            raw in proptest::collection::vec(
+                (
+                    "[a-z./-]{0,20}",
+                    0u64..1 << 50,
+                    "[a-zA-Z0-9 -]{0,8}",
+                    0u64..1 << 50,
+                    proptest::option::of("[ -~]{0,40}"),
+                    proptest::bool::ANY,
+                    0u32..5,
+                ),
+                0..12,
+            ),
+            json in "\\PC{0,200}",
+        ) {
+            let _ = serde_json::from_str::<Entry>(&json);
+            let offers: Vec<Offer> = raw
+                .into_iter()
+                .map(|(path, clock, author, base, content, honest_hash, set)| {
+                    let hash = if honest_hash {
+                        crate::cluster::entry::content_hash(content.as_deref().unwrap_or("").as_bytes())
+                    } else {
+                        "0".repeat(64)
+                    };
+                    offer("peer", &path, Entry {
+                        clock: Timestamp(clock),
+                        author,
+                        base: Timestamp(base),
+                        hash,
+                        content,
+                        signature: None,
+                        set,
+                    })
+                })
+                .collect();
+            let m = run(&BTreeMap::new(), &offers);
+            for set in &m.sets {
+                for (path, entry) in &set.files {
+                    proptest::prop_assert!(entry::check(path, entry, NOW).is_ok());
+                }
+            }
+        }
     }
 }

@@ -14,6 +14,8 @@ pub mod signature;
 pub mod transport;
 pub mod view;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 pub use merge::{Conflict, Rejected};
@@ -63,6 +65,9 @@ pub struct MemberStatus {
 pub struct ClusterStatus {
     pub name: String,
     pub members: Vec<MemberStatus>,
+    /// Where every VM and container of the cluster is placed (name ->
+    /// node): this node runs only its own, but shows them all.
+    pub placement: BTreeMap<String, String>,
     /// Replicated files (deletions not counted).
     pub files: usize,
     /// Concurrent edits that lost, with their content, until the file
@@ -75,4 +80,56 @@ pub struct ClusterStatus {
     pub transport: TransportStats,
     /// Why gossip is not running, if it is not.
     pub error: Option<String>,
+}
+
+/// A cluster section with one member of each state, a conflict and a
+/// refused change, for the views' tests.
+#[cfg(test)]
+pub(crate) fn sample_status() -> ClusterStatus {
+    let member = |name: &str, state, this_node| MemberStatus {
+        name: name.into(),
+        address: "10.0.0.1:7946".into(),
+        state,
+        last_seen_seconds: Some(1.5),
+        generation: Some("3 0123456789ab".into()),
+        this_node,
+    };
+    let loser = entry::Entry {
+        clock: hlc::Timestamp::new(1_000, 0),
+        author: "node2".into(),
+        base: hlc::Timestamp::SEED,
+        hash: entry::content_hash(b"<mtu = 1400>"),
+        content: Some("<mtu = 1400>".into()),
+        signature: None,
+        set: 1,
+    };
+    ClusterStatus {
+        name: "lab".into(),
+        members: vec![
+            member("node1", MemberState::Alive, true),
+            member("node2", MemberState::Suspect, false),
+            member("node3", MemberState::Dead, false),
+        ],
+        placement: BTreeMap::from([("vm/web".into(), "node2".into())]),
+        files: 4,
+        conflicts: vec![Conflict {
+            path: "networks/lan.toml".into(),
+            winner_clock: hlc::Timestamp::new(1_001, 0),
+            winner_author: "node3".into(),
+            loser,
+        }],
+        rejected: vec![Rejected {
+            path: "vms/evil.toml".into(),
+            holder: "node3".into(),
+            author: "node3".into(),
+            clock: hlc::Timestamp::new(1_002, 0),
+            reason: "unsigned, and [trust] require_signatures is on".into(),
+        }],
+        waiting_changes: 0,
+        transport: TransportStats {
+            dropped_unauthenticated: 7,
+            ..TransportStats::default()
+        },
+        error: None,
+    }
 }

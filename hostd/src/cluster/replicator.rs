@@ -75,6 +75,8 @@ pub struct Replicator {
     last_start_attempt: Option<Instant>,
     trust: Option<TrustedKeys>,
     generation: Option<String>,
+    /// Workload -> the node it is placed on.
+    placement: BTreeMap<String, String>,
     /// Member -> (last heartbeat, when it last moved).
     heard: BTreeMap<String, (u64, Instant)>,
     /// Change sets waiting for their other files, since when.
@@ -147,6 +149,7 @@ impl Replicator {
             last_start_attempt: None,
             trust: None,
             generation: None,
+            placement: BTreeMap::new(),
             heard: BTreeMap::new(),
             waiting: BTreeMap::new(),
             deferred: 0,
@@ -170,6 +173,7 @@ impl Replicator {
             .as_ref()
             .filter(|c| *c.trust.require_signatures)
             .map(|c| TrustedKeys::from_trust(&c.trust));
+        self.placement = placement(config);
         let wanted = membership(config, &self.config_dir, self.tuning.gossip_interval);
         if wanted != self.membership {
             self.stop().await;
@@ -300,17 +304,18 @@ impl Replicator {
         let mut changed_view = false;
         for conflict in merged.conflicts {
             let key = conflict.key();
-            if !self.view.conflicts.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.view.conflicts.entry(key)
+            {
                 tracing::warn!(path = %conflict.path, loser = %conflict.loser.author, winner = %conflict.winner_author, "conflicting edits; the loser is kept on the status page");
-                self.view.conflicts.insert(key, conflict);
+                slot.insert(conflict);
                 changed_view = true;
             }
         }
         self.remote_conflicts = remote
             .conflicts
             .iter()
-            .cloned()
             .filter(|c| super::entry::check(&c.path, &c.loser, now).is_ok())
+            .cloned()
             .collect();
         let wrote = self.write_sets(merged.sets);
         changed_view |= wrote;
@@ -337,7 +342,12 @@ impl Replicator {
                 still_waiting.insert(id, since);
                 continue;
             }
-            if let Some(path) = set.files.iter().map(|(p, _)| p).find(|p| !self.disk_matches_view(p)) {
+            if let Some(path) = set
+                .files
+                .iter()
+                .map(|(p, _)| p)
+                .find(|p| !self.disk_matches_view(p))
+            {
                 // An edit of this file is on disk but not yet accepted:
                 // it goes first (and then wins or conflicts), never lost.
                 tracing::debug!(%path, "remote change waits for a local edit");
@@ -491,6 +501,7 @@ impl Replicator {
         Some(ClusterStatus {
             name: m.name.clone(),
             members,
+            placement: self.placement.clone(),
             files: self.view.files.values().filter(|e| !e.is_deleted()).count(),
             conflicts: conflicts.into_values().collect(),
             rejected: self.rejected.clone(),
@@ -555,6 +566,20 @@ fn verify(trust: Option<&TrustedKeys>, path: &str, entry: &Entry) -> Result<(), 
         None => signature::verify_deletion(keys, path, &entry.hash, sig),
     };
     checked.map_err(|e| e.to_string())
+}
+
+fn placement(config: &Config) -> BTreeMap<String, String> {
+    let vms = config
+        .vms
+        .iter()
+        .map(|(name, vm)| (format!("vm/{name}"), vm.node.as_ref()));
+    let containers = config
+        .containers
+        .iter()
+        .map(|(name, ct)| (format!("container/{name}"), ct.node.as_ref()));
+    vms.chain(containers)
+        .filter_map(|(name, node)| Some((name, node?.to_string())))
+        .collect()
 }
 
 fn membership(config: &Config, config_dir: &Path, interval: Duration) -> Option<Membership> {

@@ -9,6 +9,7 @@ use horcrux_config::Diagnostic;
 
 use super::{ResourceStatus, Status};
 use crate::backend::vm::orphans::OrphanedVm;
+use crate::cluster::{ClusterStatus, MemberState};
 use crate::generation::GenerationInfo;
 use crate::plan::ResourceKind;
 
@@ -69,6 +70,9 @@ pub fn render(status: &Status) -> String {
     firewall(&mut out, status);
     storage(&mut out, status);
     orphans(&mut out, &status.orphaned_vms);
+    if let Some(c) = &status.cluster {
+        cluster(&mut out, c);
+    }
     let _ = writeln!(
         out,
         "<p><small>hostd {} since {} · <a href=\"/status.json\">JSON</a> · \
@@ -332,6 +336,105 @@ fn storage(out: &mut String, status: &Status) {
     out.push_str("</table>");
 }
 
+/// Members as the failure detector sees them, where every workload runs,
+/// and what replication could not reconcile on its own.
+fn cluster(out: &mut String, c: &ClusterStatus) {
+    let _ = write!(out, "<h2>Cluster {}</h2>", escape(&c.name));
+    if let Some(error) = &c.error {
+        let _ = write!(out, "<p class=\"failed\">{}</p>", escape(error));
+    }
+    out.push_str(
+        "<table><tr><th>member</th><th>address</th><th>state</th><th>last seen</th>\
+         <th>generation</th></tr>",
+    );
+    for m in &c.members {
+        let state = m.state.as_str();
+        let _ = write!(
+            out,
+            "<tr><td>{}{}</td><td>{}</td><td class=\"{}\">{state}</td><td>{}</td><td>{}</td></tr>",
+            escape(&m.name),
+            if m.this_node { " (this node)" } else { "" },
+            escape(&m.address),
+            match m.state {
+                MemberState::Alive => "converged",
+                MemberState::Suspect => "pending",
+                MemberState::Dead => "failed",
+            },
+            m.last_seen_seconds
+                .map_or_else(|| "never".to_string(), |s| format!("{s:.1} s ago")),
+            escape(m.generation.as_deref().unwrap_or("")),
+        );
+    }
+    out.push_str("</table>");
+    let _ = write!(
+        out,
+        "<p>{} replicated files; {} changes waiting; gossip: {} packets in, {} out, \
+         {} refused (wrong key), {} malformed</p>",
+        c.files,
+        c.waiting_changes,
+        c.transport.received_packets,
+        c.transport.sent_packets,
+        c.transport.dropped_unauthenticated,
+        c.transport.dropped_malformed,
+    );
+    if !c.placement.is_empty() {
+        out.push_str("<table><tr><th>workload</th><th>node</th></tr>");
+        for (workload, node) in &c.placement {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td></tr>",
+                escape(workload),
+                escape(node)
+            );
+        }
+        out.push_str("</table>");
+    }
+    if !c.conflicts.is_empty() {
+        let _ = write!(
+            out,
+            "<h3 class=\"failed\">Conflicts ({})</h3><p>Concurrent edits: the newest won \
+             everywhere; the losing version is kept here until the file is changed again.</p>\
+             <table><tr><th>file</th><th>kept</th><th>lost</th><th>losing version</th></tr>",
+            c.conflicts.len()
+        );
+        for conflict in &c.conflicts {
+            let lost = match &conflict.loser.content {
+                Some(text) => format!("<pre>{}</pre>", escape(text)),
+                None => "(deleted)".to_string(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td>cluster/{}</td><td>{} at {}</td><td>{} at {}</td><td>{lost}</td></tr>",
+                escape(&conflict.path),
+                escape(&conflict.winner_author),
+                conflict.winner_clock,
+                escape(&conflict.loser.author),
+                conflict.loser.clock,
+            );
+        }
+        out.push_str("</table>");
+    }
+    if !c.rejected.is_empty() {
+        let _ = write!(
+            out,
+            "<h3 class=\"failed\">Refused changes ({})</h3><table><tr><th>file</th>\
+             <th>from</th><th>author</th><th>reason</th></tr>",
+            c.rejected.len()
+        );
+        for r in &c.rejected {
+            let _ = write!(
+                out,
+                "<tr><td>cluster/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&r.path),
+                escape(&r.holder),
+                escape(&r.author),
+                escape(&r.reason),
+            );
+        }
+        out.push_str("</table>");
+    }
+}
+
 /// Whether the kernel holds the ruleset this generation wants.
 fn firewall(out: &mut String, status: &Status) {
     let Some(fw) = status.firewall() else {
@@ -437,6 +540,28 @@ mod tests {
         assert!(page.contains("(2 attempts)"));
         assert!(page.contains("name=\"viewport\""));
         assert!(!page.contains("<script"), "no script of its own either");
+    }
+
+    #[test]
+    fn cluster_members_placement_conflicts_and_refusals() {
+        let mut status = Status::new("node1".into());
+        assert!(!render(&status).contains("Cluster"));
+        status.cluster = Some(crate::cluster::sample_status());
+        let page = render(&status);
+        assert!(page.contains("<h2>Cluster lab</h2>"));
+        assert!(page.contains("node1 (this node)"));
+        for state in ["alive", "suspect", "dead"] {
+            assert!(page.contains(&format!(">{state}</td>")), "{state}");
+        }
+        assert!(page.contains("<td>vm/web</td><td>node2</td>"));
+        assert!(page.contains("Conflicts (1)"));
+        assert!(
+            page.contains("&lt;mtu = 1400&gt;"),
+            "losing content, escaped"
+        );
+        assert!(page.contains("Refused changes (1)"));
+        assert!(page.contains("cluster/vms/evil.toml"));
+        assert!(page.contains("7 refused (wrong key)"));
     }
 
     #[test]

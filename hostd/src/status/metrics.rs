@@ -13,6 +13,7 @@ use horcrux_config::types::ByteSize;
 
 use super::model::ScheduleRun;
 use super::{ResourceState, ResourceStatus, Status};
+use crate::cluster::{ClusterStatus, MemberState};
 use crate::plan::ResourceKind;
 
 /// Escapes a label value: backslash, double quote and newline.
@@ -200,7 +201,106 @@ pub fn render(status: &Status) -> String {
     networks(&mut out, status);
     firewall(&mut out, status);
     storage(&mut out, status);
+    if let Some(c) = &status.cluster {
+        cluster(&mut out, c);
+    }
     out
+}
+
+/// Member states, replication health and gossip traffic.
+fn cluster(out: &mut String, c: &ClusterStatus) {
+    family(
+        out,
+        "horcrux_cluster_member_state",
+        "gauge",
+        "1 for the state the failure detector sees each member in.",
+    );
+    for m in &c.members {
+        for state in MemberState::ALL {
+            let _ = writeln!(
+                out,
+                "horcrux_cluster_member_state{{member=\"{}\",state=\"{}\"}} {}",
+                escape_label(&m.name),
+                state.as_str(),
+                u8::from(m.state == state)
+            );
+        }
+    }
+    let gauges = [
+        (
+            "horcrux_cluster_files",
+            "Replicated files in cluster/.",
+            c.files,
+        ),
+        (
+            "horcrux_cluster_conflicts",
+            "Concurrent edits that lost, kept for review.",
+            c.conflicts.len(),
+        ),
+        (
+            "horcrux_cluster_rejected_changes",
+            "Versions offered by members that this node refused.",
+            c.rejected.len(),
+        ),
+        (
+            "horcrux_cluster_waiting_changes",
+            "Change sets waiting for their other files or a local edit.",
+            c.waiting_changes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        family(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let t = &c.transport;
+    family(
+        out,
+        "horcrux_gossip_packets_total",
+        "counter",
+        "Authenticated gossip packets.",
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_gossip_packets_total{{direction=\"in\"}} {}",
+        t.received_packets
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_gossip_packets_total{{direction=\"out\"}} {}",
+        t.sent_packets
+    );
+    family(
+        out,
+        "horcrux_gossip_bytes_total",
+        "counter",
+        "Gossip bytes on the wire.",
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_gossip_bytes_total{{direction=\"in\"}} {}",
+        t.received_bytes
+    );
+    let _ = writeln!(
+        out,
+        "horcrux_gossip_bytes_total{{direction=\"out\"}} {}",
+        t.sent_bytes
+    );
+    family(
+        out,
+        "horcrux_gossip_dropped_packets_total",
+        "counter",
+        "Gossip packets dropped: wrong key or tampered, malformed, too large to send.",
+    );
+    for (reason, n) in [
+        ("unauthenticated", t.dropped_unauthenticated),
+        ("malformed", t.dropped_malformed),
+        ("oversized", t.dropped_oversized_outgoing),
+    ] {
+        let _ = writeln!(
+            out,
+            "horcrux_gossip_dropped_packets_total{{reason=\"{reason}\"}} {n}"
+        );
+    }
 }
 
 /// Per-network gauges: converged or not, taps on the bridge.
@@ -622,6 +722,34 @@ mod tests {
         assert!(series.contains(&"horcrux_resources{kind=\"vm\",state=\"converged\"} 2"));
         assert!(series.contains(&"horcrux_resources{kind=\"network\",state=\"failed\"} 0"));
         assert!(!text.contains("kind=\"volume\""));
+    }
+
+    #[test]
+    fn cluster_members_and_gossip_counters() {
+        let mut status = Status::new("n1".into());
+        assert!(!render(&status).contains("horcrux_cluster"));
+        status.cluster = Some(crate::cluster::sample_status());
+        let text = render(&status);
+        let samples = parse(&text);
+        let has = |series: &str, v: f64| samples.contains(&(series.to_string(), v));
+        assert!(has(
+            "horcrux_cluster_member_state{member=\"node2\",state=\"suspect\"}",
+            1.0
+        ));
+        assert!(has(
+            "horcrux_cluster_member_state{member=\"node2\",state=\"alive\"}",
+            0.0
+        ));
+        assert!(has(
+            "horcrux_cluster_member_state{member=\"node3\",state=\"dead\"}",
+            1.0
+        ));
+        assert!(has("horcrux_cluster_conflicts", 1.0));
+        assert!(has("horcrux_cluster_rejected_changes", 1.0));
+        assert!(has(
+            "horcrux_gossip_dropped_packets_total{reason=\"unauthenticated\"}",
+            7.0
+        ));
     }
 
     #[test]
