@@ -207,7 +207,9 @@ impl Gossip {
                         name: name.to_string(),
                         live: live.contains(id),
                         heartbeat: state.map_or(0, |s| s.heartbeat().into()),
-                        generation: state.and_then(|s| s.get(GENERATION_KEY)).map(str::to_string),
+                        generation: state
+                            .and_then(|s| s.get(GENERATION_KEY))
+                            .map(str::to_string),
                     });
                 }
                 remote

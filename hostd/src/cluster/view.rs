@@ -141,7 +141,8 @@ impl View {
     /// Forgets deletions older than [`TOMBSTONE_TTL`] and conflicts the
     /// file has moved on from (it was changed again after the conflict).
     pub fn prune(&mut self, wall_millis: u64, ttl: Duration) {
-        let horizon = wall_millis.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let horizon =
+            wall_millis.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
         self.files
             .retain(|_, e| !e.is_deleted() || e.clock.millis() >= horizon);
         let files = &self.files;
@@ -195,27 +196,53 @@ mod tests {
         let mut view = View::default();
         let mut clock = Clock::default();
         let first = disk(&[("cluster.toml", "a"), ("vms/x.toml", "x")]);
-        assert_eq!(view.record_local(&first, &no_sig, "n1", &mut clock, 1_000, true), 2);
-        assert!(view.files.values().all(|e| e.clock == Timestamp::SEED && e.set == 2));
+        assert_eq!(
+            view.record_local(&first, &no_sig, "n1", &mut clock, 1_000, true),
+            2
+        );
+        assert!(
+            view.files
+                .values()
+                .all(|e| e.clock == Timestamp::SEED && e.set == 2)
+        );
         // Nothing changed: nothing recorded.
-        assert_eq!(view.record_local(&first, &no_sig, "n1", &mut clock, 2_000, false), 0);
+        assert_eq!(
+            view.record_local(&first, &no_sig, "n1", &mut clock, 2_000, false),
+            0
+        );
 
-        let edited = disk(&[("cluster.toml", "a"), ("vms/x.toml", "x2"), ("vms/y.toml", "y")]);
-        assert_eq!(view.record_local(&edited, &no_sig, "n1", &mut clock, 3_000, false), 2);
+        let edited = disk(&[
+            ("cluster.toml", "a"),
+            ("vms/x.toml", "x2"),
+            ("vms/y.toml", "y"),
+        ]);
+        assert_eq!(
+            view.record_local(&edited, &no_sig, "n1", &mut clock, 3_000, false),
+            2
+        );
         let x = &view.files["vms/x.toml"];
-        assert_eq!((x.clock, x.base, x.set), (Timestamp::new(3_000, 0), Timestamp::SEED, 2));
+        assert_eq!(
+            (x.clock, x.base, x.set),
+            (Timestamp::new(3_000, 0), Timestamp::SEED, 2)
+        );
         assert_eq!(view.files["vms/y.toml"].clock, x.clock);
 
         let sig = |_: &str| Some("deletion signature".to_string());
         let removed = disk(&[("cluster.toml", "a"), ("vms/y.toml", "y")]);
-        assert_eq!(view.record_local(&removed, &sig, "n1", &mut clock, 4_000, false), 1);
+        assert_eq!(
+            view.record_local(&removed, &sig, "n1", &mut clock, 4_000, false),
+            1
+        );
         let gone = &view.files["vms/x.toml"];
         assert!(gone.is_deleted());
         assert_eq!(gone.hash, content_hash(b"x2"));
         assert_eq!(gone.base, Timestamp::new(3_000, 0));
         assert_eq!(gone.signature.as_deref(), Some("deletion signature"));
         // A deletion is recorded once.
-        assert_eq!(view.record_local(&removed, &sig, "n1", &mut clock, 5_000, false), 0);
+        assert_eq!(
+            view.record_local(&removed, &sig, "n1", &mut clock, 5_000, false),
+            0
+        );
     }
 
     #[test]
@@ -225,7 +252,10 @@ mod tests {
         let mut files = disk(&[("vms/x.toml", "x")]);
         view.record_local(&files, &no_sig, "n1", &mut clock, 1_000, false);
         files.get_mut("vms/x.toml").unwrap().signature = Some("sig".into());
-        assert_eq!(view.record_local(&files, &no_sig, "n1", &mut clock, 2_000, false), 1);
+        assert_eq!(
+            view.record_local(&files, &no_sig, "n1", &mut clock, 2_000, false),
+            1
+        );
     }
 
     #[test]
@@ -233,8 +263,22 @@ mod tests {
         let day = 24 * 3600 * 1000;
         let mut view = View::default();
         let mut clock = Clock::default();
-        view.record_local(&disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b")]), &no_sig, "n1", &mut clock, day, false);
-        view.record_local(&disk(&[("vms/b.toml", "b")]), &no_sig, "n1", &mut clock, 2 * day, false);
+        view.record_local(
+            &disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b")]),
+            &no_sig,
+            "n1",
+            &mut clock,
+            day,
+            false,
+        );
+        view.record_local(
+            &disk(&[("vms/b.toml", "b")]),
+            &no_sig,
+            "n1",
+            &mut clock,
+            2 * day,
+            false,
+        );
         let winner = view.files["vms/b.toml"].clone();
         view.conflicts.insert(
             "k".into(),
@@ -246,11 +290,21 @@ mod tests {
             },
         );
         view.prune(5 * day, TOMBSTONE_TTL);
-        assert!(view.files.contains_key("vms/a.toml"), "tombstone younger than the TTL");
+        assert!(
+            view.files.contains_key("vms/a.toml"),
+            "tombstone younger than the TTL"
+        );
         assert_eq!(view.conflicts.len(), 1, "the file has not changed since");
         view.prune(10 * day, TOMBSTONE_TTL);
         assert!(!view.files.contains_key("vms/a.toml"));
-        view.record_local(&disk(&[("vms/b.toml", "b2")]), &no_sig, "n1", &mut clock, 11 * day, false);
+        view.record_local(
+            &disk(&[("vms/b.toml", "b2")]),
+            &no_sig,
+            "n1",
+            &mut clock,
+            11 * day,
+            false,
+        );
         view.prune(11 * day, TOMBSTONE_TTL);
         assert!(view.conflicts.is_empty(), "edited after the conflict");
     }
@@ -259,10 +313,21 @@ mod tests {
     fn files_nobody_else_has_after_a_long_absence_are_stale() {
         let mut view = View::default();
         let mut clock = Clock::default();
-        view.record_local(&disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b")]), &no_sig, "n1", &mut clock, 1_000, false);
+        view.record_local(
+            &disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b")]),
+            &no_sig,
+            "n1",
+            &mut clock,
+            1_000,
+            false,
+        );
         view.last_contact_ms = 2_000;
         view.record_local(
-            &disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b"), ("vms/new.toml", "n")]),
+            &disk(&[
+                ("vms/a.toml", "a"),
+                ("vms/b.toml", "b"),
+                ("vms/new.toml", "n"),
+            ]),
             &no_sig,
             "n1",
             &mut clock,
@@ -270,7 +335,10 @@ mod tests {
             false,
         );
         let offered = BTreeSet::from(["vms/a.toml"]);
-        assert_eq!(view.stale_after_absence(&offered), vec!["vms/b.toml".to_string()]);
+        assert_eq!(
+            view.stale_after_absence(&offered),
+            vec!["vms/b.toml".to_string()]
+        );
     }
 
     #[test]
@@ -279,7 +347,14 @@ mod tests {
         let path = dir.path().join("cluster/view.json");
         assert_eq!(View::load(&path).unwrap(), None);
         let mut view = View::default();
-        view.record_local(&disk(&[("vms/a.toml", "a")]), &no_sig, "n1", &mut Clock::default(), 1, false);
+        view.record_local(
+            &disk(&[("vms/a.toml", "a")]),
+            &no_sig,
+            "n1",
+            &mut Clock::default(),
+            1,
+            false,
+        );
         view.save(&path).unwrap();
         assert_eq!(View::load(&path).unwrap(), Some(view));
         std::fs::write(&path, b"{oops").unwrap();
