@@ -101,6 +101,25 @@ enum Command {
         #[arg(long)]
         check_only: bool,
     },
+    /// Sign files of cluster/ (or their deletion) with a minisign secret
+    /// key, for clusters with `[trust] require_signatures`. Without PATHS,
+    /// signs every file whose signature is missing or stale.
+    ///
+    /// A password-protected key takes its password from
+    /// HORCRUX_SIGN_PASSWORD, else asks on the terminal.
+    Sign {
+        /// A minisign secret key file (`minisign -G`).
+        #[arg(long, value_name = "FILE")]
+        secret_key: PathBuf,
+        /// The config root holding cluster/.
+        #[arg(long, default_value = ".", value_name = "DIR")]
+        config_dir: PathBuf,
+        /// Sign the deletion of PATHS, then delete them (instead of `rm`).
+        #[arg(long, requires = "paths")]
+        delete: bool,
+        /// .toml files under DIR/cluster.
+        paths: Vec<PathBuf>,
+    },
     /// Attach this terminal to a VM's serial console (root only); escape
     /// with Ctrl-].
     ///
@@ -201,6 +220,17 @@ fn main() -> ExitCode {
                 check_only,
             },
         ),
+        Command::Sign {
+            secret_key,
+            config_dir,
+            delete,
+            paths,
+        } => horcrux_hostd::cli::sign::run(&horcrux_hostd::cli::sign::Request {
+            secret_key: &secret_key,
+            config_dir: &config_dir,
+            delete,
+            paths: &paths,
+        }),
         Command::Console {
             vm,
             config_dir,

@@ -13,9 +13,10 @@ use horcrux_config::load::read_tree;
 use horcrux_config::{Config, TreeFile, check_files};
 
 use super::{Outcome, exit, report};
+use crate::cluster::signature;
 use crate::deploy::deploy_tree;
 use crate::errors::chain;
-use crate::generation::{GenerationStore, Source, TreeHash, hint, tree_hash};
+use crate::generation::{GenerationStore, Source, TreeHash, hint, stored_contents, tree_hash};
 
 /// Where to deploy and how long to wait for hostd to accept the tree.
 #[derive(Debug, Clone)]
@@ -66,7 +67,19 @@ pub fn run(from: &Path, target: &Target<'_>) -> Outcome {
             };
         }
     };
-    let contents = contents(&config);
+    // Refused here, before anything is written, rather than by hostd after.
+    let live = live_config(target.config_dir);
+    let unsigned = signature::check_tree(from, &config, live.as_ref());
+    if !unsigned.is_empty() {
+        return Outcome {
+            stdout: notes + &report::render(&unsigned),
+            stderr:
+                "horcrux deploy: changes are not signed as [trust] requires; nothing was changed\n"
+                    .into(),
+            code: exit::INVALID,
+        };
+    }
+    let contents = stored_contents(&config, from);
     let hash = hash_of(&contents);
     if target.check_only {
         let _ = writeln!(notes, "ok: the tree is valid (tree {})", short(&hash));
@@ -112,23 +125,19 @@ pub fn run(from: &Path, target: &Target<'_>) -> Outcome {
     Outcome::ok(notes)
 }
 
-/// The config files of a valid tree as hostd stores them.
-fn contents(config: &Config) -> Vec<(String, Vec<u8>)> {
-    config
-        .sources
-        .iter()
-        .map(|(_, f)| (f.path.clone(), f.text.as_bytes().to_vec()))
-        .collect()
-}
-
 fn hash_of(contents: &[(String, Vec<u8>)]) -> TreeHash {
     tree_hash(contents.iter().map(|(p, c)| (p.as_str(), c.as_slice())))
 }
 
 /// The hash hostd would give the tree in `config_dir`, if it is valid.
 fn live_hash(config_dir: &Path) -> Option<TreeHash> {
-    let config = check_files(read_tree(config_dir).ok()?).into_valid().ok()?;
-    Some(hash_of(&contents(&config)))
+    let config = live_config(config_dir)?;
+    Some(hash_of(&stored_contents(&config, config_dir)))
+}
+
+/// The tree in the config directory, if it is valid.
+fn live_config(config_dir: &Path) -> Option<Config> {
+    check_files(read_tree(config_dir).ok()?).into_valid().ok()
 }
 
 /// Polls the generation store until hostd runs the tree `hash`.
@@ -224,6 +233,54 @@ mod tests {
             "{}",
             again.stdout
         );
+    }
+
+    #[test]
+    fn signatures_travel_with_the_tree_and_unsigned_changes_are_refused() {
+        let from = tempfile::tempdir().unwrap();
+        let live = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let keys = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let cluster_toml = format!(
+            "name = \"lab\"\n[[member]]\nname = \"node1\"\naddress = \"10.0.0.1\"\n\
+             [trust]\nkeys = [\"{}\"]\n",
+            keys.pk.to_base64()
+        );
+        let write = |rel: &str, text: &str, sign: bool| {
+            let path = from.path().join("cluster").join(rel);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, text).unwrap();
+            if sign {
+                let sig = signature::sign_file(&keys.sk, rel, text.as_bytes()).unwrap();
+                fs::write(format!("{}.minisig", path.display()), sig).unwrap();
+            }
+        };
+        fs::write(from.path().join("node.toml"), NODE).unwrap();
+        write("cluster.toml", &cluster_toml, true);
+        write("networks/lan.toml", "kind = \"bridge\"\n", true);
+        let t = Target {
+            state_dir: state.path(),
+            run_dir: state.path(),
+            ..target(live.path(), false)
+        };
+        let out = run(from.path(), &t);
+        assert_eq!(out.code, exit::OK, "{out:?}");
+        assert!(
+            live.path()
+                .join("cluster/networks/lan.toml.minisig")
+                .exists()
+        );
+        assert!(live.path().join("cluster/cluster.toml.minisig").exists());
+
+        write("networks/dmz.toml", "kind = \"bridge\"\n", false);
+        let out = run(from.path(), &t);
+        assert_eq!(out.code, exit::INVALID, "{out:?}");
+        assert!(
+            out.stdout.contains("cluster/networks/dmz.toml"),
+            "{}",
+            out.stdout
+        );
+        assert!(!live.path().join("cluster/networks/dmz.toml").exists());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod purge;
 pub mod render;
 pub mod report;
 pub mod schema;
+pub mod sign;
 pub mod vm_shutdown;
 
 /// Exit codes shared by the subcommands.

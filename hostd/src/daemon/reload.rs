@@ -7,7 +7,9 @@ use horcrux_config::load::read_tree;
 use horcrux_config::{Config, Diagnostic, LoadError, TreeFile, against_previous, check_files};
 
 use crate::cluster::signature;
-use crate::generation::{GenerationInfo, GenerationStore, StoreError, TreeHash, hint, tree_hash};
+use crate::generation::{
+    GenerationInfo, GenerationStore, StoreError, TreeHash, hint, stored_contents, tree_hash,
+};
 
 #[derive(Debug)]
 pub enum Outcome {
@@ -81,11 +83,7 @@ impl Reloader {
             self.last_seen = Some(seen);
             return Ok(Outcome::Rejected(unsigned));
         }
-        let contents: Vec<(String, Vec<u8>)> = config
-            .sources
-            .iter()
-            .map(|(_, f)| (f.path.clone(), f.text.as_bytes().to_vec()))
-            .collect();
+        let contents = stored_contents(&config, config_dir);
         let hash = tree_hash(contents.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
         if hint::pending(run_dir).is_some_and(|announced| announced != hash.0) {
             // A rollback or push is replacing the tree right now: this is

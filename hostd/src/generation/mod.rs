@@ -6,6 +6,9 @@ pub mod hint;
 mod store;
 
 use std::fmt;
+use std::path::Path;
+
+use horcrux_config::Config;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,4 +57,18 @@ pub struct GenerationInfo {
     pub source: Source,
     /// RFC 3339, UTC.
     pub accepted_at: String,
+}
+
+/// What a generation holds of a valid tree: its config files and the
+/// signatures beside them under `cluster/`, so a push carries them and a
+/// rollback restores them with the files they sign.
+pub fn stored_contents(config: &Config, config_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = config
+        .sources
+        .iter()
+        .map(|(_, f)| (f.path.clone(), f.text.as_bytes().to_vec()));
+    let signatures = crate::cluster::signature::read_signatures(config_dir)
+        .into_iter()
+        .filter_map(|f| Some((f.path, f.content.ok()?)));
+    files.chain(signatures).collect()
 }

@@ -583,6 +583,12 @@ fn signature_files_are_listed_for_change_detection() {
     tree.write("cluster/.git/x.minisig", "ignored");
     tree.write("cluster/vms/.a.toml.minisig", "ignored");
     tree.write("node.toml.minisig", "outside cluster/");
+    // A symlink loop is walked once.
+    std::os::unix::fs::symlink(
+        tree.path().join("cluster"),
+        tree.path().join("cluster/networks/loop"),
+    )
+    .unwrap();
     let listed: Vec<String> = read_signatures(tree.path())
         .into_iter()
         .map(|f| f.path)
