@@ -6,9 +6,9 @@ use horcrux_config::decode::ParseStr as _;
 use horcrux_config::model::FileKind;
 use horcrux_config::types::ResourceName;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::hlc::Timestamp;
+use crate::generation::sha256_hex;
 
 /// The largest file replicated. Gossip messages are at most one UDP
 /// datagram (64 KiB), and a version must fit into one with room to spare.
@@ -72,14 +72,6 @@ impl Entry {
     pub fn set_id(&self) -> (Timestamp, &str) {
         (self.clock, &self.author)
     }
-}
-
-/// SHA-256 of a file's bytes, lower-case hex.
-pub fn content_hash(content: &[u8]) -> String {
-    Sha256::digest(content)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Why a version from the network was refused.
@@ -174,7 +166,7 @@ pub fn check(path: &str, entry: &Entry, wall_millis: u64) -> Result<(), Invalid>
         if content.len() > MAX_FILE_BYTES {
             return Err(Invalid::TooLarge(content.len()));
         }
-        if content_hash(content.as_bytes()) != entry.hash {
+        if sha256_hex(content.as_bytes()) != entry.hash {
             return Err(Invalid::Hash);
         }
     }
@@ -190,7 +182,7 @@ pub(crate) mod tests {
             clock: Timestamp(clock),
             author: author.into(),
             base: Timestamp(base),
-            hash: content_hash(content.unwrap_or("old").as_bytes()),
+            hash: sha256_hex(content.unwrap_or("old").as_bytes()),
             content: content.map(str::to_string),
             signature: None,
             set: 1,

@@ -336,7 +336,7 @@ mod tests {
                 .into_iter()
                 .map(|(path, clock, author, base, content, honest_hash, set)| {
                     let hash = if honest_hash {
-                        crate::cluster::entry::content_hash(content.as_deref().unwrap_or("").as_bytes())
+                        crate::generation::sha256_hex(content.as_deref().unwrap_or("").as_bytes())
                     } else {
                         "0".repeat(64)
                     };

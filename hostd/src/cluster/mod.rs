@@ -98,7 +98,7 @@ pub(crate) fn sample_status() -> ClusterStatus {
         clock: hlc::Timestamp::new(1_000, 0),
         author: "node2".into(),
         base: hlc::Timestamp::SEED,
-        hash: entry::content_hash(b"<mtu = 1400>"),
+        hash: crate::generation::sha256_hex(b"<mtu = 1400>"),
         content: Some("<mtu = 1400>".into()),
         signature: None,
         set: 1,

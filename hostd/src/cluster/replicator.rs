@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use horcrux_config::Config;
 use tokio::sync::Notify;
 
-use super::entry::{Entry, content_hash};
+use super::entry::Entry;
 use super::gossip::{Gossip, GossipSettings, Peer, Remote};
 use super::hlc::{Clock, wall_millis};
 use super::key::ClusterKey;
@@ -22,6 +22,7 @@ use super::view::{LocalFile, TOMBSTONE_TTL, View, ViewError};
 use super::{ClusterStatus, MemberState, MemberStatus};
 use crate::errors::chain;
 use crate::fsutil::{remove_if_present, write_if_changed};
+use crate::generation::sha256_hex;
 use crate::generation::{GenerationInfo, Source, hint};
 
 /// The replicated directory, relative to the config root.
@@ -379,7 +380,7 @@ impl Replicator {
         let known = self.view.files.get(path).filter(|e| !e.is_deleted());
         match (on_disk, known) {
             (None, None) => true,
-            (Some(bytes), Some(e)) => content_hash(&bytes) == e.hash,
+            (Some(bytes), Some(e)) => sha256_hex(&bytes) == e.hash,
             _ => false,
         }
     }

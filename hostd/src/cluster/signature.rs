@@ -26,7 +26,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use horcrux_config::model::cluster::Trust;
 use horcrux_config::{Config, Diagnostic, TreeFile};
-use sha2::{Digest as _, Sha256};
 
 /// Appended to a file's path to name its signature.
 pub const SIGNATURE_SUFFIX: &str = ".minisig";
@@ -200,13 +199,7 @@ pub fn signature_path(path: &str) -> String {
     format!("{path}{SIGNATURE_SUFFIX}")
 }
 
-/// The lowercase hex SHA-256 of some bytes, as used in deletion signatures.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::generation::sha256_hex;
 
 /// The trusted comment of a signature of this kind for this path.
 fn trusted_comment(kind: SignatureKind, path: &str) -> String {

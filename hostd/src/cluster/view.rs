@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{Entry, content_hash};
+use super::entry::Entry;
 use super::hlc::{Clock, Timestamp};
 use super::merge::Conflict;
 use crate::fsutil::{PathError, at, replace_file};
+use crate::generation::sha256_hex;
 
 /// How long a deletion is remembered. A member away longer than this
 /// cannot tell a file deleted meanwhile from one it alone has, so it
@@ -96,7 +97,7 @@ impl View {
     ) -> usize {
         let mut changed: Vec<(String, Option<&LocalFile>, String)> = Vec::new();
         for (path, file) in disk {
-            let hash = content_hash(file.content.as_bytes());
+            let hash = sha256_hex(file.content.as_bytes());
             let known = self.files.get(path).is_some_and(|e| {
                 !e.is_deleted() && e.hash == hash && e.signature == file.signature
             });
@@ -235,7 +236,7 @@ mod tests {
         );
         let gone = &view.files["vms/x.toml"];
         assert!(gone.is_deleted());
-        assert_eq!(gone.hash, content_hash(b"x2"));
+        assert_eq!(gone.hash, sha256_hex(b"x2"));
         assert_eq!(gone.base, Timestamp::new(3_000, 0));
         assert_eq!(gone.signature.as_deref(), Some("deletion signature"));
         // A deletion is recorded once.

@@ -19,8 +19,17 @@ pub fn tree_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Tr
         hasher.update((content.len() as u64).to_le_bytes());
         hasher.update(content);
     }
-    let digest = hasher.finalize();
-    TreeHash(digest.iter().map(|b| format!("{b:02x}")).collect())
+    TreeHash(hex(&hasher.finalize()))
+}
+
+/// SHA-256 of some bytes, lower-case hex: blob names in the store, file
+/// versions in the cluster, the content a deletion signature covers.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

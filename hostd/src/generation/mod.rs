@@ -12,7 +12,7 @@ use horcrux_config::Config;
 
 use serde::{Deserialize, Serialize};
 
-pub use hash::{TreeHash, tree_hash};
+pub use hash::{TreeHash, sha256_hex, tree_hash};
 pub use store::{GenerationStore, KEEP_GENERATIONS, StoreError};
 
 /// Where a generation came from.

@@ -18,9 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
-
-use super::{GenerationInfo, Source, TreeHash};
+use super::{GenerationInfo, Source, TreeHash, sha256_hex};
 use crate::fsutil::{PathError, at, sync_dir};
 
 /// How many generations are kept; older ones are pruned.
@@ -49,13 +47,6 @@ pub enum StoreError {
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     at(action, path)
-}
-
-fn sha256_hex(content: &[u8]) -> String {
-    Sha256::digest(content)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 type Manifest = BTreeMap<String, String>;
