@@ -11,8 +11,10 @@ use super::hlc::Timestamp;
 use crate::generation::sha256_hex;
 
 /// The largest file replicated. Gossip messages are at most one UDP
-/// datagram (64 KiB), and a version must fit into one with room to spare.
-pub const MAX_FILE_BYTES: usize = 32 * 1024;
+/// datagram (64 KiB) and a version must fit into one with room to spare,
+/// after JSON escaping (at worst doubling) and next to the digest of up
+/// to a few hundred members: chitchat cannot split one value.
+pub const MAX_FILE_BYTES: usize = 24 * 1024;
 
 /// Largest signature text accepted (a minisign signature is ~350 bytes).
 const MAX_SIGNATURE_BYTES: usize = 4 * 1024;

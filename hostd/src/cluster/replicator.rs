@@ -32,6 +32,13 @@ pub const CLUSTER_DIR: &str = "cluster";
 /// is written anyway (its other files were superseded or are lost).
 const SET_WAIT: Duration = Duration::from_secs(10);
 
+/// How long the versions offered must stay the same before a returning
+/// node resynchronises against them.
+const RESYNC_SETTLE: Duration = Duration::from_secs(5);
+
+/// How often the time of last contact is saved while nothing else changes.
+const CONTACT_SAVE_EVERY: Duration = Duration::from_secs(60);
+
 /// How long an alive member may stay silent before it is shown as suspect.
 const SUSPECT_AFTER: Duration = Duration::from_secs(3);
 
@@ -87,8 +94,14 @@ pub struct Replicator {
     remote_conflicts: Vec<super::merge::Conflict>,
     /// The members as last seen by the failure detector.
     peers: Vec<Peer>,
-    /// Set when this node was away longer than deletions are remembered.
-    resync: bool,
+    /// Set when this node was away longer than deletions are remembered:
+    /// when it was last in touch.
+    resync: Option<u64>,
+    /// While resynchronising: how many versions the others offered, and
+    /// since when that number has not changed.
+    offers_settling: Option<(usize, Instant)>,
+    /// When `last_contact_ms` was last saved.
+    contact_saved: Instant,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -134,7 +147,8 @@ impl Replicator {
         let fresh = stored.is_none();
         let view = stored.unwrap_or_default();
         let away = wall_millis().saturating_sub(view.last_contact_ms);
-        let resync = view.last_contact_ms != 0 && away > millis(tuning.tombstone_ttl);
+        let resync = (view.last_contact_ms != 0 && away > millis(tuning.tombstone_ttl))
+            .then_some(view.last_contact_ms);
         Ok(Replicator {
             config_dir: config_dir.to_path_buf(),
             run_dir: run_dir.to_path_buf(),
@@ -158,6 +172,8 @@ impl Replicator {
             remote_conflicts: Vec::new(),
             peers: Vec::new(),
             resync,
+            offers_settling: None,
+            contact_saved: Instant::now(),
         })
     }
 
@@ -273,7 +289,6 @@ impl Replicator {
     }
 
     async fn publish(&mut self) {
-        self.view.prune(wall_millis(), self.tuning.tombstone_ttl);
         if let Some(gossip) = &self.gossip {
             let conflicts: Vec<_> = self.view.conflicts.values().cloned().collect();
             gossip
@@ -423,8 +438,12 @@ impl Replicator {
             heard_from_anyone |= peer.live;
         }
         if heard_from_anyone {
-            // Saved with the next change; at most a few minutes are lost
-            // on a crash, against a tombstone lifetime of days.
+            let away = now.saturating_sub(self.view.last_contact_ms);
+            if self.view.last_contact_ms != 0 && away > millis(self.tuning.tombstone_ttl) {
+                // Cut off for longer than deletions are remembered.
+                self.resync = Some(self.view.last_contact_ms);
+            }
+            // Saved every minute and with every change.
             self.view.last_contact_ms = now;
         }
     }
@@ -432,11 +451,25 @@ impl Replicator {
     /// After an absence longer than deletions are remembered: removes the
     /// files no other member has any more.
     fn resync_if_due(&mut self, remote: &Remote) -> bool {
-        if !self.resync || !remote.peers.iter().any(|p| p.live) || remote.offers.is_empty() {
+        let Some(left) = self.resync else {
+            return false;
+        };
+        if !remote.peers.iter().any(|p| p.live) || remote.offers.is_empty() {
             return false;
         }
+        // The others' state arrives over several gossip rounds: a file not
+        // received yet must not be taken for one deleted meanwhile.
+        let count = remote.offers.len();
+        match self.offers_settling {
+            Some((n, since)) if n == count && since.elapsed() >= RESYNC_SETTLE => {}
+            Some((n, _)) if n == count => return false,
+            _ => {
+                self.offers_settling = Some((count, Instant::now()));
+                return false;
+            }
+        }
         let offered: BTreeSet<&str> = remote.offers.iter().map(|o| o.path.as_str()).collect();
-        let stale = self.view.stale_after_absence(&offered);
+        let stale = self.view.stale_after_absence(&offered, left);
         for path in &stale {
             if self.disk_matches_view(path) {
                 match remove_if_present(&self.file_path(path)) {
@@ -448,11 +481,13 @@ impl Replicator {
                 }
             }
         }
-        self.resync = false;
+        self.resync = None;
+        self.offers_settling = None;
         !stale.is_empty()
     }
 
-    fn save(&self) {
+    fn save(&mut self) {
+        self.contact_saved = Instant::now();
         if let Err(e) = self.view.save(&self.view_path) {
             tracing::error!(error = %chain(&e), "cannot save the replication record");
         }
@@ -478,6 +513,18 @@ impl Replicator {
         let peers = std::mem::take(&mut self.peers);
         self.note_contact(&peers, wall_millis());
         self.peers = peers;
+        if self.view.prune(wall_millis(), self.tuning.tombstone_ttl) {
+            self.save();
+            self.publish().await;
+        } else if self.contact_saved.elapsed() >= CONTACT_SAVE_EVERY {
+            // A restart must not mistake a quiet cluster for an absence.
+            self.save();
+        }
+        if self.resync.is_some() && self.gossip.is_some() {
+            // A returning node resynchronises once the offers settle,
+            // even if nothing new arrives meanwhile.
+            self.changed.notify_one();
+        }
     }
 
     /// The cluster section of the status page; `None` without cluster.toml.

@@ -141,7 +141,9 @@ impl View {
 
     /// Forgets deletions older than [`TOMBSTONE_TTL`] and conflicts the
     /// file has moved on from (it was changed again after the conflict).
-    pub fn prune(&mut self, wall_millis: u64, ttl: Duration) {
+    /// Returns whether anything was forgotten.
+    pub fn prune(&mut self, wall_millis: u64, ttl: Duration) -> bool {
+        let before = (self.files.len(), self.conflicts.len());
         let horizon =
             wall_millis.saturating_sub(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
         self.files
@@ -152,13 +154,14 @@ impl View {
                 .get(&c.path)
                 .is_none_or(|current| current.clock <= c.winner_clock)
         });
+        before != (self.files.len(), self.conflicts.len())
     }
 
     /// After an absence longer than the tombstone lifetime: files this
     /// node holds from before it left that no other member has any more
     /// were deleted meanwhile (their deletions are forgotten).
-    pub fn stale_after_absence(&self, offered: &BTreeSet<&str>) -> Vec<String> {
-        let left = Timestamp::new(self.last_contact_ms, 0);
+    pub fn stale_after_absence(&self, offered: &BTreeSet<&str>, left_ms: u64) -> Vec<String> {
+        let left = Timestamp::new(left_ms, 0);
         self.files
             .iter()
             .filter(|(path, e)| {
@@ -322,7 +325,6 @@ mod tests {
             1_000,
             false,
         );
-        view.last_contact_ms = 2_000;
         view.record_local(
             &disk(&[
                 ("vms/a.toml", "a"),
@@ -337,7 +339,7 @@ mod tests {
         );
         let offered = BTreeSet::from(["vms/a.toml"]);
         assert_eq!(
-            view.stale_after_absence(&offered),
+            view.stale_after_absence(&offered, 2_000),
             vec!["vms/b.toml".to_string()]
         );
     }
