@@ -38,6 +38,10 @@ pub struct GossipSettings {
     /// The other members' gossip addresses.
     pub seeds: Vec<SocketAddr>,
     pub interval: Duration,
+    /// How long the state of a dead member is kept. Must be shorter than
+    /// the lifetime of deletions: a dead member's state still offers the
+    /// files it held, deleted ones included.
+    pub forget_dead_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +106,7 @@ impl Gossip {
             seed_nodes: settings.seeds.iter().map(ToString::to_string).collect(),
             failure_detector_config: FailureDetectorConfig {
                 initial_interval: settings.interval * 2,
+                dead_node_grace_period: settings.forget_dead_after,
                 ..FailureDetectorConfig::default()
             },
             marked_for_deletion_grace_period: KEY_GRACE,
@@ -190,8 +195,11 @@ impl Gossip {
                 let me = c.self_chitchat_id().clone();
                 let live: Vec<ChitchatId> = c.live_nodes().cloned().collect();
                 let mut remote = Remote::default();
+                // A member that restarted has a new generation; what its
+                // previous one published is stale, and would bring back
+                // files deleted since.
                 let mut newest: BTreeMap<&str, &ChitchatId> = BTreeMap::new();
-                for (id, state) in c.node_states() {
+                for id in c.node_states().keys() {
                     if id.node_id == me.node_id {
                         continue;
                     }
@@ -199,7 +207,11 @@ impl Gossip {
                     if id.generation_id > slot.generation_id {
                         *slot = id;
                     }
-                    read_state(&id.node_id, state, &mut remote);
+                }
+                for id in newest.values() {
+                    if let Some(state) = c.node_state(id) {
+                        read_state(&id.node_id, state, &mut remote);
+                    }
                 }
                 for (name, id) in newest {
                     let state = c.node_state(id);

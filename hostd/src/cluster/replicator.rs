@@ -39,6 +39,9 @@ const RESYNC_SETTLE: Duration = Duration::from_secs(5);
 /// How often the time of last contact is saved while nothing else changes.
 const CONTACT_SAVE_EVERY: Duration = Duration::from_secs(60);
 
+/// How long a dead member's gossip state is kept (chitchat's default).
+const FORGET_DEAD_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// How long an alive member may stay silent before it is shown as suspect.
 const SUSPECT_AFTER: Duration = Duration::from_secs(3);
 
@@ -191,7 +194,7 @@ impl Replicator {
             .filter(|c| *c.trust.require_signatures)
             .map(|c| TrustedKeys::from_trust(&c.trust));
         self.placement = placement(config);
-        let wanted = membership(config, &self.config_dir, self.tuning.gossip_interval);
+        let wanted = membership(config, &self.config_dir, &self.tuning);
         if wanted != self.membership {
             self.stop().await;
             self.membership = wanted;
@@ -289,6 +292,12 @@ impl Replicator {
     }
 
     async fn publish(&mut self) {
+        if self.resync.is_some() {
+            // Back from a long absence: what this node holds may include
+            // files deleted meanwhile, whose deletions are forgotten.
+            // Offering them would bring them back everywhere.
+            return;
+        }
         if let Some(gossip) = &self.gossip {
             let conflicts: Vec<_> = self.view.conflicts.values().cloned().collect();
             gossip
@@ -449,7 +458,7 @@ impl Replicator {
     }
 
     /// After an absence longer than deletions are remembered: removes the
-    /// files no other member has any more.
+    /// files no other member has any more. Returns true once done.
     fn resync_if_due(&mut self, remote: &Remote) -> bool {
         let Some(left) = self.resync else {
             return false;
@@ -483,7 +492,9 @@ impl Replicator {
         }
         self.resync = None;
         self.offers_settling = None;
-        !stale.is_empty()
+        tracing::info!(removed = stale.len(), "resynchronised after a long absence");
+        // Publishing resumes now.
+        true
     }
 
     fn save(&mut self) {
@@ -630,7 +641,7 @@ fn placement(config: &Config) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn membership(config: &Config, config_dir: &Path, interval: Duration) -> Option<Membership> {
+fn membership(config: &Config, config_dir: &Path, tuning: &Tuning) -> Option<Membership> {
     let cluster = config.cluster.as_ref()?;
     let me = config.node_name()?.to_string();
     let port = u16::try_from(cluster.gossip.port.get()).ok()?;
@@ -653,7 +664,8 @@ fn membership(config: &Config, config_dir: &Path, interval: Duration) -> Option<
             me,
             listen,
             seeds,
-            interval,
+            interval: tuning.gossip_interval,
+            forget_dead_after: (tuning.tombstone_ttl / 2).min(FORGET_DEAD_AFTER),
         },
         members,
     })
