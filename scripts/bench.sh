@@ -4,11 +4,15 @@
 #   scripts/bench.sh                 # 10,000 VMs, 100 networks, 100 groups
 #   VMS=20000 RUNS=10 scripts/bench.sh
 #   SKIP_CRITERION=1 scripts/bench.sh
+#   CLUSTER_NODES=3,10 scripts/bench.sh   # sizes of the cluster bench
+#   SKIP_CLUSTER=1 scripts/bench.sh
 #
 # Builds release, generates the tree into a temporary directory, runs
 # `horcrux check DIR` RUNS times under /usr/bin/time and prints wall time
 # and peak RSS, then runs the criterion bench (config-schema/benches/load.rs)
-# briefly. Numbers are printed, not asserted; the targets for 10k VMs are
+# briefly, then the cluster propagation bench (hostd/benches/cluster.rs:
+# 3, 10 and 50 hostd processes on 127.0.0.101 and up; a few minutes).
+# Numbers are printed, not asserted; the targets for 10k VMs are
 # <= 500 ms and <= 200 MB peak RSS. Needs /usr/bin/time (Debian: `time`);
 # falls back to python3's getrusage for the peak RSS if it is missing.
 set -euo pipefail
@@ -101,4 +105,9 @@ if [ "$(id -u)" -eq 0 ] && command -v nft >/dev/null; then
     echo "== firewall edit saved -> rules in the kernel (hostd in a netns)"
     EDITS=10 scripts/bench-firewall-edit.sh 100
     EDITS=5 scripts/bench-firewall-edit.sh 1000
+fi
+
+if [ -z "${SKIP_CLUSTER:-}" ]; then
+    echo "== cluster propagation (hostd/benches/cluster.rs: ${CLUSTER_NODES:-3,10,50} hostd on loopback)"
+    HORCRUX_BENCH_NODES=${CLUSTER_NODES:-3,10,50} cargo bench -p horcrux-hostd --bench cluster
 fi

@@ -190,6 +190,16 @@ impl Gossip {
 
     /// What the other members publish, and who is alive.
     pub async fn remote(&self) -> Remote {
+        self.read(true).await
+    }
+
+    /// Who is alive, without reading what they publish (cheap enough for
+    /// every status refresh).
+    pub async fn peers(&self) -> Vec<Peer> {
+        self.read(false).await.peers
+    }
+
+    async fn read(&self, with_state: bool) -> Remote {
         self.handle
             .with_chitchat(|c| {
                 let me = c.self_chitchat_id().clone();
@@ -208,20 +218,18 @@ impl Gossip {
                         *slot = id;
                     }
                 }
-                for id in newest.values() {
-                    if let Some(state) = c.node_state(id) {
-                        read_state(&id.node_id, state, &mut remote);
-                    }
-                }
                 for (name, id) in newest {
-                    let state = c.node_state(id);
+                    let Some(state) = c.node_state(id) else {
+                        continue;
+                    };
+                    if with_state {
+                        read_state(name, state, &mut remote);
+                    }
                     remote.peers.push(Peer {
                         name: name.to_string(),
                         live: live.contains(id),
-                        heartbeat: state.map_or(0, |s| s.heartbeat().into()),
-                        generation: state
-                            .and_then(|s| s.get(GENERATION_KEY))
-                            .map(str::to_string),
+                        heartbeat: state.heartbeat().into(),
+                        generation: state.get(GENERATION_KEY).map(str::to_string),
                     });
                 }
                 remote

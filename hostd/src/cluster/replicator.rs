@@ -42,8 +42,10 @@ const CONTACT_SAVE_EVERY: Duration = Duration::from_secs(60);
 /// How long a dead member's gossip state is kept (chitchat's default).
 const FORGET_DEAD_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// How long an alive member may stay silent before it is shown as suspect.
-const SUSPECT_AFTER: Duration = Duration::from_secs(3);
+/// A member silent for this many gossip intervals is shown as suspect,
+/// until the failure detector declares it dead (phi-accrual: after
+/// roughly eight intervals of silence).
+const SUSPECT_AFTER_INTERVALS: u32 = 2;
 
 /// Tuning, overridable for tests.
 #[derive(Debug, Clone, Copy)]
@@ -342,8 +344,8 @@ impl Replicator {
             .filter(|c| super::entry::check(&c.path, &c.loser, now).is_ok())
             .cloned()
             .collect();
-        let wrote = self.write_sets(merged.sets);
-        changed_view |= wrote;
+        let (adopted, wrote) = self.write_sets(merged.sets);
+        changed_view |= adopted;
         if self.resync_if_due(&remote) {
             changed_view = true;
         }
@@ -356,8 +358,11 @@ impl Replicator {
         wrote
     }
 
-    fn write_sets(&mut self, sets: Vec<ChangeSet>) -> bool {
-        let mut wrote = false;
+    /// Writes what won; returns whether any version was adopted and
+    /// whether any file on disk changed.
+    fn write_sets(&mut self, sets: Vec<ChangeSet>) -> (bool, bool) {
+        let mut adopted = false;
+        let mut disk_changed = false;
         let mut still_waiting = BTreeMap::new();
         self.deferred = 0;
         for set in sets {
@@ -379,20 +384,25 @@ impl Replicator {
                 self.deferred += 1;
                 continue;
             }
+            let mut changed = 0;
             for (path, entry) in &set.files {
                 match self.write_file(path, entry) {
-                    Ok(()) => {
+                    Ok(wrote) => {
                         self.clock.observe(entry.clock);
                         self.view.files.insert(path.clone(), entry.clone());
-                        wrote = true;
+                        adopted = true;
+                        changed += usize::from(wrote);
                     }
                     Err(e) => tracing::error!(%path, error = %e, "cannot write a replicated file"),
                 }
             }
-            tracing::info!(files = set.files.len(), author = %set.author, clock = %set.clock, "applied a replicated change");
+            if changed > 0 {
+                tracing::info!(files = changed, author = %set.author, clock = %set.clock, "applied a replicated change");
+                disk_changed = true;
+            }
         }
         self.waiting = still_waiting;
-        wrote
+        (adopted, disk_changed)
     }
 
     fn file_path(&self, path: &str) -> PathBuf {
@@ -409,7 +419,8 @@ impl Replicator {
         }
     }
 
-    fn write_file(&self, path: &str, entry: &Entry) -> std::io::Result<()> {
+    /// Returns whether the file or its signature changed.
+    fn write_file(&self, path: &str, entry: &Entry) -> std::io::Result<bool> {
         let file = self.file_path(path);
         let current = std::fs::read(&file).ok();
         if current.as_deref() != entry.content.as_deref().map(str::as_bytes) {
@@ -423,14 +434,15 @@ impl Replicator {
             .join(CLUSTER_DIR)
             .join(signature::signature_path(path));
         // The signature first: the file never appears without it.
-        match &entry.signature {
-            Some(s) => write_if_changed(&sig, s.as_bytes()).map(drop)?,
-            None => remove_if_present(&sig).map(drop)?,
-        }
-        match &entry.content {
-            Some(text) => write_if_changed(&file, text.as_bytes()).map(drop),
-            None => remove_if_present(&file).map(drop),
-        }
+        let signature_changed = match &entry.signature {
+            Some(s) => write_if_changed(&sig, s.as_bytes())?,
+            None => remove_if_present(&sig)?,
+        };
+        let file_changed = match &entry.content {
+            Some(text) => write_if_changed(&file, text.as_bytes())?,
+            None => remove_if_present(&file)?,
+        };
+        Ok(signature_changed || file_changed)
     }
 
     fn note_contact(&mut self, peers: &[Peer], now: u64) {
@@ -518,7 +530,7 @@ impl Replicator {
             }
         }
         self.peers = match &self.gossip {
-            Some(g) => g.remote().await.peers,
+            Some(g) => g.peers().await,
             None => Vec::new(),
         };
         let peers = std::mem::take(&mut self.peers);
@@ -570,6 +582,17 @@ impl Replicator {
         })
     }
 
+    fn suspect_after(&self) -> Duration {
+        (self.tuning.gossip_interval * SUSPECT_AFTER_INTERVALS).max(Duration::from_millis(500))
+    }
+
+    /// How often member states are worth refreshing.
+    pub fn refresh_every(&self) -> Duration {
+        self.tuning
+            .gossip_interval
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
     fn member_status(&self, name: &str, address: SocketAddr, peers: &[Peer]) -> MemberStatus {
         let me = self.me();
         let this_node = name == me;
@@ -579,7 +602,9 @@ impl Replicator {
             MemberState::Alive
         } else {
             match (peer, heard) {
-                (Some(p), Some(silent)) if p.live && silent <= SUSPECT_AFTER => MemberState::Alive,
+                (Some(p), Some(silent)) if p.live && silent <= self.suspect_after() => {
+                    MemberState::Alive
+                }
                 (Some(p), _) if p.live => MemberState::Suspect,
                 _ => MemberState::Dead,
             }

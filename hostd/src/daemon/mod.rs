@@ -153,7 +153,7 @@ pub async fn run(
     let mut trigger = Trigger::new(daemon.opts.drift_every);
     rescan.tick().await;
     let mut watchdog = readiness::watchdog_interval().map(tokio::time::interval);
-    let mut members = tokio::time::interval(MEMBERSHIP_REFRESH);
+    let mut members = tokio::time::interval(daemon.cluster.refresh_every());
     members.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     daemon.reload().await;
@@ -198,9 +198,6 @@ pub async fn run(
     tracing::info!("hostd stopped; workloads keep running");
     Ok(())
 }
-
-/// How often member states on the status page are refreshed.
-const MEMBERSHIP_REFRESH: Duration = Duration::from_secs(1);
 
 struct Daemon {
     cluster: Replicator,
