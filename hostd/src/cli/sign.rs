@@ -54,6 +54,12 @@ enum KeyError {
     NotAKey { path: String },
     #[error("the secret key {path} is password-protected: set {PASSWORD_ENV} or run in a terminal")]
     NeedsPassword { path: String },
+    #[error(
+        "cannot use the unencrypted secret key {path}: keys written by `minisign -G -W` \
+         carry no checksum, which the signing library requires; make a password-protected \
+         key with `minisign -G` and pass its password in {PASSWORD_ENV}"
+    )]
+    UncheckedUnencrypted { path: String },
     #[error("cannot use the secret key {path}: {source}")]
     Minisign {
         path: String,
@@ -229,7 +235,16 @@ fn load_signer(path: &Path) -> Result<Signer, KeyError> {
         };
         minisign::SecretKey::from_box(boxed, password).map_err(minisign_error)?
     } else {
-        minisign::SecretKey::from_unencrypted_box(boxed).map_err(minisign_error)?
+        minisign::SecretKey::from_unencrypted_box(boxed).map_err(|e| {
+            // The minisign CLI leaves an unencrypted key's checksum empty.
+            if e.to_string().contains("Corrupted key") {
+                KeyError::UncheckedUnencrypted {
+                    path: shown.clone(),
+                }
+            } else {
+                minisign_error(e)
+            }
+        })?
     };
     let public = minisign::PublicKey::from_secret_key(&secret)
         .map_err(minisign_error)?
