@@ -938,3 +938,33 @@ fn a_node_back_after_deletions_expired_resynchronises() {
         );
     }
 }
+
+/// The documented set-up: the first node has the whole tree, the others
+/// join later with only node.toml, cluster.toml and the key. They get
+/// every file, even though the first node's cluster.toml loses to an
+/// identical one of theirs.
+#[test]
+fn nodes_joining_later_get_the_first_nodes_tree() {
+    let mut lab = Lab::new("join", 8, &["node1", "node2", "node3"]);
+    let rel = "networks/from-node1.toml";
+    lab.node("node1").save(rel, BRIDGE_NETWORK);
+    for name in ["node2", "node3"] {
+        lab.node(name).remove("networks/iso.toml");
+    }
+    lab.nodes[0].start();
+    lab.node("node1").wait("ready", |s| s["ready"] == true);
+    lab.nodes[1].start();
+    lab.wait_alive(&["node1", "node2"]);
+    lab.nodes[2].start();
+    lab.wait_file(&["node2", "node3"], rel, Some(BRIDGE_NETWORK));
+    lab.wait_file(
+        &["node2", "node3"],
+        "networks/iso.toml",
+        Some(BRIDGE_NETWORK),
+    );
+    for name in ["node2", "node3"] {
+        lab.node(name).wait("nothing waiting", |s| {
+            s["cluster"]["files"] == 3 && s["cluster"]["waiting_changes"] == 0
+        });
+    }
+}

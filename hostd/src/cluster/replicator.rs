@@ -36,6 +36,9 @@ const SET_WAIT: Duration = Duration::from_secs(10);
 /// node resynchronises against them.
 const RESYNC_SETTLE: Duration = Duration::from_secs(5);
 
+/// How often waiting changes are looked at again when nothing new arrives.
+const RECHECK_EVERY: Duration = Duration::from_secs(2);
+
 /// How often the time of last contact is saved while nothing else changes.
 const CONTACT_SAVE_EVERY: Duration = Duration::from_secs(60);
 
@@ -107,6 +110,8 @@ pub struct Replicator {
     offers_settling: Option<(usize, Instant)>,
     /// When `last_contact_ms` was last saved.
     contact_saved: Instant,
+    /// When the others' offers were last merged.
+    last_pull: Instant,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -179,6 +184,7 @@ impl Replicator {
             resync,
             offers_settling: None,
             contact_saved: Instant::now(),
+            last_pull: Instant::now(),
         })
     }
 
@@ -315,6 +321,7 @@ impl Replicator {
             return false;
         };
         let remote = gossip.remote().await;
+        self.last_pull = Instant::now();
         let now = wall_millis();
         self.note_contact(&remote.peers, now);
         let trust = self.trust.clone();
@@ -543,9 +550,12 @@ impl Replicator {
             // A restart must not mistake a quiet cluster for an absence.
             self.save();
         }
-        if self.resync.is_some() && self.gossip.is_some() {
-            // A returning node resynchronises once the offers settle,
-            // even if nothing new arrives meanwhile.
+        let waiting = self.resync.is_some() || !self.waiting.is_empty() || self.deferred > 0;
+        if waiting && self.gossip.is_some() && self.last_pull.elapsed() >= RECHECK_EVERY {
+            // Nothing new may arrive for a while: a change set waiting for
+            // files that were superseded, a remote change waiting for a
+            // local edit, a resync waiting for the offers to settle must
+            // be looked at again anyway.
             self.changed.notify_one();
         }
     }

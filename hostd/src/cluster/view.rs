@@ -118,7 +118,13 @@ impl View {
         } else {
             clock.tick(wall_millis)
         };
-        let set = u32::try_from(changed.len()).unwrap_or(u32::MAX);
+        // Seeds are not one change: whichever of them the cluster already
+        // holds loses, so the rest could never arrive as a whole.
+        let set = if seed {
+            1
+        } else {
+            u32::try_from(changed.len()).unwrap_or(u32::MAX)
+        };
         for (path, file, hash) in &changed {
             let base = self.files.get(path).map_or(Timestamp::SEED, |e| e.clock);
             let entry = Entry {
