@@ -213,7 +213,7 @@ mod tests {
         assert!(
             view.files
                 .values()
-                .all(|e| e.clock == Timestamp::SEED && e.set == 2)
+                .all(|e| e.clock == Timestamp::SEED && e.set == 1)
         );
         // Nothing changed: nothing recorded.
         assert_eq!(
