@@ -7,7 +7,8 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use serde_json::Value;
@@ -19,6 +20,37 @@ const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// The serial of the node's test pool disk: udev links it as
 /// `/dev/disk/by-id/virtio-<serial>`.
 pub const POOL_DISK_SERIAL: &str = "horcrux-test-pool";
+/// The multicast group of the nodes' cluster segment (see
+/// [`cluster_segment`]).
+const CLUSTER_GROUP: &str = "230.0.0.1";
+
+/// The cluster segment of this run: `group:port` of the QEMU socket
+/// netdev (UDP multicast on the host's loopback) that every node's second
+/// NIC is on, so the nodes share one Ethernet segment besides their own
+/// user-mode NIC. The port is picked once per run: concurrent runs on one
+/// host do not see each other's frames.
+pub fn cluster_segment() -> &'static str {
+    static SEGMENT: OnceLock<String> = OnceLock::new();
+    SEGMENT.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mixed = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+        let port = 20_000 + mixed % 40_000;
+        format!("{CLUSTER_GROUP}:{port}")
+    })
+}
+
+/// The MAC of a node's cluster NIC: locally administered and derived from
+/// the node's name (FNV-1a), so it differs between the nodes of a run and
+/// stays the same across reboots.
+pub fn cluster_mac(name: &str) -> String {
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let [a, b, c, _] = hash.to_be_bytes();
+    format!("52:54:01:{a:02x}:{b:02x}:{c:02x}")
+}
 
 /// How a node is started.
 #[derive(Debug, Clone)]
@@ -77,6 +109,8 @@ pub struct Node {
     pub ssh_port: u16,
     pub http_port: u16,
     pub serial_log: PathBuf,
+    /// The MAC of the NIC on the cluster segment ([`cluster_segment`]).
+    pub cluster_mac: String,
     /// When QEMU was started (or the node last rebooted).
     pub powered_on: Instant,
     key: PathBuf,
@@ -118,6 +152,7 @@ impl Node {
         let ssh_port = opts.ssh_port.map_or_else(free_port, Ok)?;
         let http_port = opts.http_port.map_or_else(free_port, Ok)?;
         let serial_log = dir.join("serial.log");
+        let cluster_mac = cluster_mac(&opts.name);
         let mut args: Vec<String> = ["-nodefaults", "-display", "none", "-monitor", "none"]
             .map(String::from)
             .to_vec();
@@ -145,6 +180,14 @@ impl Node {
             ))
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .args(["-device", "virtio-rng-pci"])
+            // The cluster segment, after every other device so that the
+            // user-mode NIC stays the first (eth0) and keeps its PCI slot.
+            .arg("-netdev")
+            .arg(format!(
+                "socket,id=c0,mcast={},localaddr=127.0.0.1",
+                cluster_segment()
+            ))
+            .args(["-device", &format!("virtio-net-pci,netdev=c0,mac={cluster_mac}")])
             .arg("-chardev")
             .arg(format!(
                 "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
@@ -160,6 +203,7 @@ impl Node {
             ssh_port,
             http_port,
             serial_log,
+            cluster_mac,
             powered_on: Instant::now(),
             key: key.to_path_buf(),
             qemu,
@@ -226,6 +270,22 @@ impl Node {
              zfs create -o mountpoint=none {parent} && zpool export {pool}"
         ))?;
         Ok(())
+    }
+
+    /// Brings the NIC on the cluster segment up with the static address
+    /// `cidr` (e.g. `10.99.0.1/24`) and returns its name. The appliance
+    /// configures only the management NIC (node.toml `[management]`);
+    /// networkd leaves a NIC no `.network` file matches alone, and so
+    /// does hostd, so the address stays until the next boot.
+    pub fn set_cluster_address(&self, cidr: &str) -> Result<String> {
+        self.sh(&format!(
+            "dev=; for d in /sys/class/net/*; do \
+               [ \"$(cat $d/address)\" = {mac} ] && dev=${{d##*/}}; \
+             done; \
+             [ -n \"$dev\" ] || {{ echo no NIC with MAC {mac}; ip -br link; exit 1; }}; \
+             ip link set \"$dev\" up && ip addr replace {cidr} dev \"$dev\" && echo \"$dev\"",
+            mac = self.cluster_mac
+        ))
     }
 
     /// Copies a host file to `to` on the node over the SSH connection
@@ -504,10 +564,21 @@ impl Node {
         if let Ok(out) = self.ssh("journalctl -b --no-pager -o short-monotonic") {
             let _ = fs::write(self.dir.join("journal.log"), &out.stdout);
         }
+        // hostd's log with its fields (paths, authors, errors).
+        if let Ok(out) = self.ssh("journalctl -b --no-pager -o verbose -u horcrux-hostd") {
+            let _ = fs::write(self.dir.join("hostd-verbose.log"), &out.stdout);
+        }
+        // The cluster replication record, when there is one.
+        if let Ok(out) = self.ssh("cat /var/lib/horcrux/cluster/view.json")
+            && out.status.success()
+        {
+            let _ = fs::write(self.dir.join("cluster-view.json"), &out.stdout);
+        }
         format!(
-            "serial console: {}\njournal: {}\ndisk: {}\ntest pool disk: {}",
+            "serial console: {}\njournal: {} (hostd with fields: {})\ndisk: {}\ntest pool disk: {}",
             self.serial_log.display(),
             self.dir.join("journal.log").display(),
+            self.dir.join("hostd-verbose.log").display(),
             self.dir.join("disk.qcow2").display(),
             self.dir.join("pool.qcow2").display()
         )

@@ -14,6 +14,8 @@ use horcrux_e2e::node::{Node, Options, Via};
 use horcrux_e2e::runner::{self, Case, Metrics};
 use horcrux_e2e::{http, image, repo_root, work_dir};
 
+#[path = "appliance/cluster.rs"]
+mod cluster;
 #[path = "appliance/net.rs"]
 mod net;
 #[path = "appliance/vm.rs"]
@@ -28,6 +30,9 @@ struct Ctx {
     image: PathBuf,
     key: PathBuf,
     node: Option<Node>,
+    /// The other members of the cluster case (node2, node3), booted for
+    /// it only.
+    peers: Vec<Node>,
     metrics: Metrics,
 }
 
@@ -53,6 +58,33 @@ impl Ctx {
         self.node()?;
         let node = self.node.as_mut().context("no node")?;
         Ok((node, &mut self.metrics))
+    }
+
+    /// Starts QEMU for each of `opts` not running yet, without waiting
+    /// for them: they boot side by side (and beside whatever node1 does).
+    fn boot_peers(&mut self, opts: &[Options]) -> Result<()> {
+        for o in opts {
+            if self.peers.iter().any(|p| p.name == o.name) {
+                continue;
+            }
+            let peer = Node::boot(&self.image, &self.key, o)?;
+            eprintln!(
+                "e2e: {}: ssh port {}, status port {}, serial console {}",
+                peer.name,
+                peer.ssh_port,
+                peer.http_port,
+                peer.serial_log.display()
+            );
+            self.peers.push(peer);
+        }
+        Ok(())
+    }
+
+    /// node1, the peers and the metrics, borrowed together.
+    fn cluster_parts(&mut self) -> Result<(&mut Node, &mut [Node], &mut Metrics)> {
+        self.node()?;
+        let node = self.node.as_mut().context("no node")?;
+        Ok((node, &mut self.peers, &mut self.metrics))
     }
 }
 
@@ -466,6 +498,12 @@ const CASES: &[Case<Ctx>] = &[
         name: "zfs_removed_vm_keeps_its_zvol_until_purged",
         run: zfs::zfs_removed_vm_keeps_its_zvol_until_purged,
     },
+    // Last: it replaces node1's tree with a cluster's and boots two more
+    // nodes for itself (stopped again when it passes).
+    Case {
+        name: "cluster_of_three_replicates_its_directory",
+        run: cluster::cluster_of_three_replicates_its_directory,
+    },
 ];
 
 fn main() -> ExitCode {
@@ -495,10 +533,20 @@ fn main() -> ExitCode {
         image,
         key,
         node: None,
+        peers: Vec::new(),
         metrics,
     };
     let selected = runner::selected(CASES, &filters);
     let failed = runner::run(&mut ctx, CASES, &selected, |ctx, name| {
+        for peer in &mut ctx.peers {
+            let saved = peer.save_diagnostics();
+            println!("e2e: {name} failed; {} diagnostics:\n{saved}", peer.name);
+            println!(
+                "e2e: {} serial console tail:\n{}",
+                peer.name,
+                peer.serial_tail(20)
+            );
+        }
         let Some(node) = ctx.node.as_mut() else {
             return false;
         };
