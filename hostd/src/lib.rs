@@ -2,8 +2,8 @@
 
 pub mod apply;
 pub mod backend;
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod daemon;
 
 pub mod deploy;
