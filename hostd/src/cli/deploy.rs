@@ -186,6 +186,15 @@ mod tests {
         }
     }
 
+    /// A deploy into `live` with hostd's state and run dirs in `state`.
+    fn to_node<'a>(live: &'a Path, state: &'a Path) -> Target<'a> {
+        Target {
+            state_dir: state,
+            run_dir: state,
+            ..target(live, false)
+        }
+    }
+
     #[test]
     fn invalid_tree_is_refused_with_every_error_and_nothing_written() {
         let from = tempfile::tempdir().unwrap();
@@ -213,11 +222,7 @@ mod tests {
             "kind = \"bridge\"\n",
         )
         .unwrap();
-        let t = Target {
-            state_dir: state.path(),
-            run_dir: state.path(),
-            ..target(live.path(), false)
-        };
+        let t = to_node(live.path(), state.path());
         let out = run(from.path(), &t);
         assert_eq!(out.code, exit::OK, "{out:?}");
         assert!(out.stdout.contains("has no node.toml"), "{}", out.stdout);
@@ -258,11 +263,7 @@ mod tests {
         fs::write(from.path().join("node.toml"), NODE).unwrap();
         write("cluster.toml", &cluster_toml, true);
         write("networks/lan.toml", "kind = \"bridge\"\n", true);
-        let t = Target {
-            state_dir: state.path(),
-            run_dir: state.path(),
-            ..target(live.path(), false)
-        };
+        let t = to_node(live.path(), state.path());
         let out = run(from.path(), &t);
         assert_eq!(out.code, exit::OK, "{out:?}");
         assert!(

@@ -201,6 +201,11 @@ mod tests {
         None
     }
 
+    /// A local edit by n1 leaving exactly `files` on disk, at `wall`.
+    fn edit(view: &mut View, clock: &mut Clock, files: &[(&str, &str)], wall: u64) -> usize {
+        view.record_local(&disk(files), &no_sig, "n1", clock, wall, false)
+    }
+
     #[test]
     fn local_edits_become_one_change_set() {
         let mut view = View::default();
@@ -273,22 +278,13 @@ mod tests {
         let day = 24 * 3600 * 1000;
         let mut view = View::default();
         let mut clock = Clock::default();
-        view.record_local(
-            &disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b")]),
-            &no_sig,
-            "n1",
+        edit(
+            &mut view,
             &mut clock,
+            &[("vms/a.toml", "a"), ("vms/b.toml", "b")],
             day,
-            false,
         );
-        view.record_local(
-            &disk(&[("vms/b.toml", "b")]),
-            &no_sig,
-            "n1",
-            &mut clock,
-            2 * day,
-            false,
-        );
+        edit(&mut view, &mut clock, &[("vms/b.toml", "b")], 2 * day);
         let winner = view.files["vms/b.toml"].clone();
         view.conflicts.insert(
             "k".into(),
@@ -307,14 +303,7 @@ mod tests {
         assert_eq!(view.conflicts.len(), 1, "the file has not changed since");
         view.prune(10 * day, TOMBSTONE_TTL);
         assert!(!view.files.contains_key("vms/a.toml"));
-        view.record_local(
-            &disk(&[("vms/b.toml", "b2")]),
-            &no_sig,
-            "n1",
-            &mut clock,
-            11 * day,
-            false,
-        );
+        edit(&mut view, &mut clock, &[("vms/b.toml", "b2")], 11 * day);
         view.prune(11 * day, TOMBSTONE_TTL);
         assert!(view.conflicts.is_empty(), "edited after the conflict");
     }
@@ -323,25 +312,21 @@ mod tests {
     fn files_nobody_else_has_after_a_long_absence_are_stale() {
         let mut view = View::default();
         let mut clock = Clock::default();
-        view.record_local(
-            &disk(&[("vms/a.toml", "a"), ("vms/b.toml", "b")]),
-            &no_sig,
-            "n1",
+        edit(
+            &mut view,
             &mut clock,
+            &[("vms/a.toml", "a"), ("vms/b.toml", "b")],
             1_000,
-            false,
         );
-        view.record_local(
-            &disk(&[
+        edit(
+            &mut view,
+            &mut clock,
+            &[
                 ("vms/a.toml", "a"),
                 ("vms/b.toml", "b"),
                 ("vms/new.toml", "n"),
-            ]),
-            &no_sig,
-            "n1",
-            &mut clock,
+            ],
             3_000,
-            false,
         );
         let offered = BTreeSet::from(["vms/a.toml"]);
         assert_eq!(
