@@ -37,6 +37,13 @@ pub enum LoadError {
 /// with single files (too large, unreadable, a symlink leaving the root)
 /// are recorded on the file, not raised, so the rest is still checked.
 pub fn read_tree(root: &Path) -> Result<Vec<TreeFile>, LoadError> {
+    read_files(root, &|rel| rel.ends_with(".toml"))
+}
+
+/// The walk of [`read_tree`] (same skipping, symlink and size rules) for
+/// the files whose relative path `wanted` accepts, such as the signatures
+/// beside the config files.
+pub fn read_files(root: &Path, wanted: &dyn Fn(&str) -> bool) -> Result<Vec<TreeFile>, LoadError> {
     let meta = fs::metadata(root).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => LoadError::Missing(root.to_path_buf()),
         _ => LoadError::Io {
@@ -52,6 +59,7 @@ pub fn read_tree(root: &Path) -> Result<Vec<TreeFile>, LoadError> {
         source,
     })?;
     let mut walk = Walk {
+        wanted,
         root: canonical_root.clone(),
         files: Vec::new(),
         visited: HashSet::from([canonical_root.clone()]),
@@ -65,13 +73,14 @@ pub fn read_tree(root: &Path) -> Result<Vec<TreeFile>, LoadError> {
     Ok(walk.files)
 }
 
-struct Walk {
+struct Walk<'a> {
+    wanted: &'a dyn Fn(&str) -> bool,
     root: PathBuf,
     files: Vec<TreeFile>,
     visited: HashSet<PathBuf>,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn problem(&mut self, rel: String, message: String) {
         self.files.push(TreeFile {
             path: rel,
@@ -95,7 +104,7 @@ impl Walk {
                 continue;
             }
             let path = entry.path();
-            let is_toml = name.ends_with(".toml");
+            let is_wanted = (self.wanted)(&rel);
             let Ok(meta) = fs::symlink_metadata(&path) else {
                 continue;
             };
@@ -110,11 +119,11 @@ impl Walk {
                         continue;
                     }
                     Ok(t) if t.starts_with(&self.root) => t,
-                    Ok(_) if is_toml || path.is_dir() => {
+                    Ok(_) if is_wanted || path.is_dir() => {
                         self.problem(rel, "symlink points outside the config directory".into());
                         continue;
                     }
-                    Err(_) if is_toml => {
+                    Err(_) if is_wanted => {
                         self.problem(rel, "broken symlink".into());
                         continue;
                     }
@@ -131,7 +140,7 @@ impl Walk {
                     continue;
                 }
                 self.dir(&target, &format!("{rel}/"), depth + 1)?;
-            } else if is_toml {
+            } else if is_wanted {
                 let content = if !meta.is_file() {
                     Err("not a regular file".to_string())
                 } else if meta.len() > MAX_FILE_SIZE {

@@ -79,13 +79,13 @@ pub fn run(from: &Path, target: &Target<'_>) -> Outcome {
             code: exit::INVALID,
         };
     }
-    let contents = stored_contents(&config, from);
+    let contents = stored_contents(&config, &signature::read_signatures(from));
     let hash = hash_of(&contents);
     if target.check_only {
         let _ = writeln!(notes, "ok: the tree is valid (tree {})", short(&hash));
         return Outcome::ok(notes);
     }
-    if live_hash(target.config_dir).as_ref() == Some(&hash) {
+    if live_hash(live.as_ref(), target.config_dir).as_ref() == Some(&hash) {
         let _ = writeln!(
             notes,
             "{} already holds this tree ({}); nothing to deploy",
@@ -107,7 +107,8 @@ pub fn run(from: &Path, target: &Target<'_>) -> Outcome {
         short(&hash),
         target.config_dir.display()
     );
-    if live_hash(target.config_dir).as_ref() != Some(&hash) {
+    let deployed = live_config(target.config_dir);
+    if live_hash(deployed.as_ref(), target.config_dir).as_ref() != Some(&hash) {
         // Something else in the directory (a stray file) changes what
         // hostd sees: do not hold its reloads waiting for our hash.
         hint::withdraw(target.run_dir);
@@ -129,10 +130,11 @@ fn hash_of(contents: &[(String, Vec<u8>)]) -> TreeHash {
     tree_hash(contents.iter().map(|(p, c)| (p.as_str(), c.as_slice())))
 }
 
-/// The hash hostd would give the tree in `config_dir`, if it is valid.
-fn live_hash(config_dir: &Path) -> Option<TreeHash> {
-    let config = live_config(config_dir)?;
-    Some(hash_of(&stored_contents(&config, config_dir)))
+/// The hash hostd would give the tree in `config_dir`, if it is valid
+/// (`config`, as [`live_config`] read it).
+fn live_hash(config: Option<&Config>, config_dir: &Path) -> Option<TreeHash> {
+    let signatures = signature::read_signatures(config_dir);
+    Some(hash_of(&stored_contents(config?, &signatures)))
 }
 
 /// The tree in the config directory, if it is valid.

@@ -391,6 +391,19 @@ impl Replicator {
                 self.deferred += 1;
                 continue;
             }
+            // The disk holds what the view says (checked above), so the
+            // view tells whether any content changes.
+            let new_content = set.files.iter().any(|(path, entry)| {
+                self.view.files.get(path).is_none_or(|old| {
+                    old.hash != entry.hash || old.is_deleted() != entry.is_deleted()
+                })
+            });
+            if new_content {
+                // The generation these writes produce comes from the cluster.
+                if let Err(e) = hint::announce(&self.run_dir, Source::Cluster, None) {
+                    tracing::warn!(error = %e, "cannot announce the replicated change");
+                }
+            }
             let mut changed = 0;
             for (path, entry) in &set.files {
                 match self.write_file(path, entry) {
@@ -429,13 +442,6 @@ impl Replicator {
     /// Returns whether the file or its signature changed.
     fn write_file(&self, path: &str, entry: &Entry) -> std::io::Result<bool> {
         let file = self.file_path(path);
-        let current = std::fs::read(&file).ok();
-        if current.as_deref() != entry.content.as_deref().map(str::as_bytes) {
-            // The generation this write produces comes from the cluster.
-            if let Err(e) = hint::announce(&self.run_dir, Source::Cluster, None) {
-                tracing::warn!(error = %e, "cannot announce the replicated change");
-            }
-        }
         let sig = self
             .config_dir
             .join(CLUSTER_DIR)

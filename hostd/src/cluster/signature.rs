@@ -16,11 +16,11 @@
 //! the deleted content>` with the trusted comment
 //! `horcrux delete path=<path>`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -402,59 +402,13 @@ fn read_capped(full: &Path, shown: &str) -> Result<Vec<u8>, SignatureError> {
 /// Every `.minisig` file under `cluster/` (paths relative to the config
 /// dir, sorted), for noticing changes: the loader reads only `.toml`
 /// files, so signing a rejected tree would otherwise look like no change.
-/// Unreadable files are listed with why, like the loader does.
+/// Read by the loader's walk, with its rules; unreadable files are listed
+/// with why.
 pub fn read_signatures(config_dir: &Path) -> Vec<TreeFile> {
-    let cluster = config_dir.join("cluster");
-    let mut walk = SignatureWalk::default();
-    if let Ok(real) = cluster.canonicalize() {
-        walk.visited.insert(real);
-    }
-    walk.dir(&cluster, CLUSTER_PREFIX, 0);
-    let mut found = walk.found;
-    found.sort_by(|a, b| a.path.cmp(&b.path));
-    found
-}
-
-/// As deep as the loader descends.
-const MAX_DEPTH: usize = 8;
-
-#[derive(Default)]
-struct SignatureWalk {
-    found: Vec<TreeFile>,
-    /// Directories already walked (canonical), so symlink loops end.
-    visited: HashSet<PathBuf>,
-}
-
-impl SignatureWalk {
-    fn dir(&mut self, dir: &Path, prefix: &str, depth: usize) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') {
-                continue;
-            }
-            let path = entry.path();
-            let rel = format!("{prefix}{name}");
-            // Follows symlinks as the loader does.
-            let Ok(meta) = fs::metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                let first_visit = path
-                    .canonicalize()
-                    .is_ok_and(|real| self.visited.insert(real));
-                if depth < MAX_DEPTH && first_visit {
-                    self.dir(&path, &format!("{rel}/"), depth + 1);
-                }
-            } else if rel.ends_with(SIGNATURE_SUFFIX) {
-                let content = read_capped(&path, &rel).map_err(|e| e.to_string());
-                self.found.push(TreeFile { path: rel, content });
-            }
-        }
-    }
+    horcrux_config::load::read_files(config_dir, &|rel| {
+        rel.starts_with(CLUSTER_PREFIX) && rel.ends_with(SIGNATURE_SUFFIX)
+    })
+    .unwrap_or_default()
 }
 
 /// Where the keys checking a tree come from.

@@ -83,7 +83,7 @@ impl Reloader {
             self.last_seen = Some(seen);
             return Ok(Outcome::Rejected(unsigned));
         }
-        let contents = stored_contents(&config, config_dir);
+        let contents = stored_contents(&config, &signatures);
         let hash = tree_hash(contents.iter().map(|(p, c)| (p.as_str(), c.as_slice())));
         if hint::pending(run_dir).is_some_and(|announced| announced != hash.0) {
             // A rollback or push is replacing the tree right now: this is

@@ -5,10 +5,8 @@ mod hash;
 pub mod hint;
 mod store;
 
+use horcrux_config::{Config, TreeFile};
 use std::fmt;
-use std::path::Path;
-
-use horcrux_config::Config;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,14 +59,16 @@ pub struct GenerationInfo {
 
 /// What a generation holds of a valid tree: its config files and the
 /// signatures beside them under `cluster/`, so a push carries them and a
-/// rollback restores them with the files they sign.
-pub fn stored_contents(config: &Config, config_dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// rollback restores them with the files they sign. `signatures` as read
+/// by [`crate::cluster::signature::read_signatures`]; unreadable ones are
+/// left out.
+pub fn stored_contents(config: &Config, signatures: &[TreeFile]) -> Vec<(String, Vec<u8>)> {
     let files = config
         .sources
         .iter()
         .map(|(_, f)| (f.path.clone(), f.text.as_bytes().to_vec()));
-    let signatures = crate::cluster::signature::read_signatures(config_dir)
-        .into_iter()
-        .filter_map(|f| Some((f.path, f.content.ok()?)));
+    let signatures = signatures
+        .iter()
+        .filter_map(|f| Some((f.path.clone(), f.content.as_ref().ok()?.clone())));
     files.chain(signatures).collect()
 }
