@@ -15,8 +15,10 @@ build:
 demo:
 	scripts/demo.sh
 
-## The bootable appliance disk image, cached by input hash under
-## target/image-cache (HORCRUX_IMAGE_CACHE); prints its path.
+## The production-format appliance: disk image (ESP, A/B dm-verity root
+## slots, data partition), signed update bundle and PXE artifacts, under
+## build/image/ (links into the cache, keyed by input hash:
+## HORCRUX_IMAGE_CACHE, default target/image-cache).
 image:
 	scripts/image.sh
 

@@ -3,7 +3,7 @@
 # missing (apt-get; run as root). Used by `make image`, `make e2e` and
 # `make demo`; .ci/run installs the same list.
 set -euo pipefail
-packages=(mmdebstrap fdisk e2fsprogs dosfstools mtools qemu-system-x86 qemu-utils ovmf
+packages=(mmdebstrap fdisk e2fsprogs dosfstools mtools erofs-utils cryptsetup-bin minisign qemu-system-x86 qemu-utils ovmf
     openssh-client rsync git tar iproute2 nftables qemu-guest-agent)
 missing=()
 for p in "${packages[@]}"; do

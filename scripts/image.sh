@@ -14,4 +14,13 @@ if [[ -z ${HORCRUX_AUTHORIZED_KEYS:-} ]]; then
     export HORCRUX_AUTHORIZED_KEYS
 fi
 echo "== image/build.sh (root's keys: $HORCRUX_AUTHORIZED_KEYS)"
-image/build.sh
+disk=$(image/build.sh | tail -n 1)
+# build/image/ links into the cache: the disk image is sparse, and a copy
+# would allocate every block (cp --sparse=always when you need a copy).
+out=$(dirname "$disk")
+mkdir -p build/image
+for f in disk.raw update.bundle manifest.toml pxe; do
+    ln -sfn "$out/$f" "build/image/$f"
+done
+echo "== build/image/ ($out):"
+ls -l build/image/ "$out/pxe/"

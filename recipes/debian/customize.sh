@@ -20,7 +20,11 @@ echo "recipe: kernel $kver: /boot/vmlinuz and /boot/initrd.img (the contract's n
 ln -sfn "vmlinuz-$kver" "$root/boot/vmlinuz"
 ln -sfn "initrd.img-$kver" "$root/boot/initrd.img"
 
-echo "recipe: initramfs restores the persisted machine-id"
+echo "recipe: initramfs opens the dm-verity root and restores the persisted machine-id"
+install -m 0755 "$here/initramfs/horcrux-verity" \
+    "$root/etc/initramfs-tools/scripts/local-top/horcrux-verity"
+install -m 0755 "$here/initramfs/horcrux-verity.hook" \
+    "$root/etc/initramfs-tools/hooks/horcrux-verity"
 install -m 0755 "$here/initramfs/horcrux-machine-id" \
     "$root/etc/initramfs-tools/scripts/init-bottom/horcrux-machine-id"
 # The cloud kernel builds virtio and ext4 into the kernel or the initramfs

@@ -33,15 +33,38 @@ pub fn cache_dir() -> PathBuf {
 /// The image to boot: `HORCRUX_E2E_IMAGE` if set, else the one
 /// image/build.sh builds or finds in its cache (its progress goes to
 /// stderr). The release binaries must be built (`make e2e` does that).
+/// Its update bundle, manifest and PXE artifacts are beside it.
 pub fn ensure() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("HORCRUX_E2E_IMAGE") {
         return Ok(PathBuf::from(path));
     }
+    build(&[])
+}
+
+/// An update bundle of the image, built as a different version: `label`
+/// names it (and its cache entry); `bin_dir` replaces the horcrux
+/// binaries (e.g. a hostd that never gets READY). Signed with the same key
+/// as the image, which therefore trusts it.
+pub fn ensure_bundle(label: &str, bin_dir: Option<&Path>) -> Result<PathBuf> {
+    let mut env = vec![
+        ("HORCRUX_IMAGE_LABEL", label.as_ref()),
+        ("HORCRUX_BUNDLE_ONLY", "1".as_ref()),
+    ];
+    if let Some(dir) = bin_dir {
+        env.push(("HORCRUX_BIN_DIR", dir.as_os_str()));
+    }
+    build(&env)
+}
+
+/// Runs image/build.sh with the rig's key and cache plus `env`; returns
+/// the path it prints last.
+fn build(env: &[(&str, &std::ffi::OsStr)]) -> Result<PathBuf> {
     let key = ssh_key()?;
     let started = Instant::now();
     let out = Command::new(repo_root().join("image/build.sh"))
         .env("HORCRUX_AUTHORIZED_KEYS", pub_key(&key))
         .env("HORCRUX_IMAGE_CACHE", cache_dir())
+        .envs(env.iter().copied())
         .stderr(Stdio::inherit())
         .output()
         .context("cannot run image/build.sh")?;
@@ -53,9 +76,9 @@ pub fn ensure() -> Result<PathBuf> {
         .lines()
         .last()
         .map(PathBuf::from)
-        .context("image/build.sh printed no image path")?;
+        .context("image/build.sh printed no path")?;
     eprintln!(
-        "e2e: image {} ready after {:.0} s",
+        "e2e: {} ready after {:.0} s",
         path.display(),
         started.elapsed().as_secs_f64()
     );

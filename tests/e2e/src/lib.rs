@@ -9,12 +9,15 @@
 //! * [`node::Node::push_git`] / [`node::Node::push_rsync`] push a tree;
 //! * [`node::Node::apply_tree`] pushes and waits until status.json runs it,
 //!   [`node::Node::wait_status`] waits for any condition on status.json;
+//! * [`serve::FileServer`] serves a directory over HTTP to the nodes
+//!   (PXE boot, update bundles);
 //! * [`runner::Suite`] runs named cases in order and prints a summary.
 
 pub mod http;
 pub mod image;
 pub mod node;
 pub mod runner;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, bail, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use crate::{http, run, work_dir};
@@ -69,6 +71,14 @@ pub struct Options {
     /// Fixed host ports (the demo); `None` picks free ones.
     pub ssh_port: Option<u16>,
     pub http_port: Option<u16>,
+    /// Boot over the network instead of from the image: legacy BIOS
+    /// (SeaBIOS) and the NIC's iPXE ROM fetch this bootfile (a URL, e.g.
+    /// `http://10.0.2.2:PORT/boot.ipxe`, the host as seen from QEMU's user
+    /// network). The node has no boot disk then.
+    pub pxe_bootfile: Option<String>,
+    /// System credentials passed as SMBIOS type 11 strings
+    /// (`io.systemd.credential.binary:NAME=BASE64`).
+    pub credentials: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for Options {
@@ -77,11 +87,13 @@ impl Default for Options {
             name: "node1".into(),
             memory_mib: 2048,
             cpus: 2,
-            disk_gib: 8,
+            disk_gib: 10,
             pool_disk_gib: 2,
             accel: std::env::var("HORCRUX_E2E_ACCEL").unwrap_or_else(|_| "tcg".into()),
             ssh_port: None,
             http_port: None,
+            pxe_bootfile: None,
+            credentials: Vec::new(),
         }
     }
 }
@@ -134,11 +146,13 @@ impl Node {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir)?;
         let disk = dir.join("disk.qcow2");
-        run(Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(image)
-            .arg(&disk)
-            .arg(format!("{}G", opts.disk_gib)))?;
+        if opts.pxe_bootfile.is_none() {
+            run(Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                .arg(image)
+                .arg(&disk)
+                .arg(format!("{}G", opts.disk_gib)))?;
+        }
         // An empty, sparse second disk for a test ZFS pool: the guest sees
         // it as /dev/disk/by-id/virtio-horcrux-test-pool (the serial).
         let pool = dir.join("pool.qcow2");
@@ -161,23 +175,35 @@ impl Node {
         // cold start (measured), and a power cycle is what the test means.
         args.push("-no-reboot".into());
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd
-            .args(["-machine", "q35", "-accel", &opts.accel])
+        cmd.args(["-machine", "q35", "-accel", &opts.accel])
             .args(["-m", &opts.memory_mib.to_string()])
-            .args(["-smp", &opts.cpus.to_string()])
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
-            .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-            .arg("-drive")
+            .args(["-smp", &opts.cpus.to_string()]);
+        let mut user_net = format!(
+            "user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:8006"
+        );
+        if let Some(bootfile) = &opts.pxe_bootfile {
+            // SeaBIOS (QEMU's default firmware) boots the NIC's iPXE ROM.
+            cmd.args(["-boot", "n"]);
+            user_net.push_str(&format!(",bootfile={bootfile}"));
+        } else {
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
+                .arg("-drive")
+                .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
+                .arg("-drive")
+                .arg(format!("file={},if=virtio,format=qcow2", disk.display()));
+        }
+        for (name, value) in &opts.credentials {
+            cmd.arg("-smbios").arg(format!(
+                "type=11,value=io.systemd.credential.binary:{name}={}",
+                BASE64.encode(value)
+            ));
+        }
+        cmd.arg("-drive")
             .arg(format!("file={},if=none,id=pool0,format=qcow2", pool.display()))
             .args(["-device", &format!("virtio-blk-pci,drive=pool0,serial={POOL_DISK_SERIAL}")])
             .arg("-netdev")
-            .arg(format!(
-                "user,id=n0,hostfwd=tcp:127.0.0.1:{ssh_port}-:22,hostfwd=tcp:127.0.0.1:{http_port}-:8006"
-            ))
+            .arg(user_net)
             .args(["-device", "virtio-net-pci,netdev=n0"])
             .args(["-device", "virtio-rng-pci"])
             // The cluster segment, after every other device so that the
@@ -515,16 +541,7 @@ impl Node {
         self.sh("systemd-run --no-block --on-active=1 systemctl reboot")?;
         let started = Instant::now();
         // The guest shuts down, QEMU (-no-reboot) exits: power on again.
-        while self.alive() {
-            if started.elapsed() > timeout {
-                bail!(
-                    "the node did not shut down within {} s:\n{}",
-                    timeout.as_secs(),
-                    self.serial_tail(30)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        self.wait_exit(timeout)?;
         self.power_on()?;
         loop {
             if !self.alive() {
@@ -548,6 +565,23 @@ impl Node {
             }
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+
+    /// Waits until QEMU exits: the guest powered off or rebooted (QEMU
+    /// runs with -no-reboot, so a reboot ends it too).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        while self.alive() {
+            if started.elapsed() > timeout {
+                bail!(
+                    "the node did not shut down within {} s:\n{}",
+                    timeout.as_secs(),
+                    self.serial_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Ok(started.elapsed())
     }
 
     /// The last `lines` lines of the serial console.

@@ -18,6 +18,8 @@ use horcrux_e2e::{http, image, repo_root, work_dir};
 mod cluster;
 #[path = "appliance/net.rs"]
 mod net;
+#[path = "appliance/update.rs"]
+mod update;
 #[path = "appliance/vm.rs"]
 mod vm;
 #[path = "appliance/zfs.rs"]
@@ -503,6 +505,28 @@ const CASES: &[Case<Ctx>] = &[
     Case {
         name: "cluster_of_three_replicates_its_directory",
         run: cluster::cluster_of_three_replicates_its_directory,
+    },
+    // The image format and updates: these reboot node1 several times and
+    // leave it on slot B.
+    Case {
+        name: "root_is_erofs_behind_dm_verity",
+        run: update::root_is_erofs_behind_dm_verity,
+    },
+    Case {
+        name: "broken_update_rolls_back_to_slot_a",
+        run: update::broken_update_rolls_back_to_slot_a,
+    },
+    Case {
+        name: "signed_update_boots_slot_b",
+        run: update::signed_update_boots_slot_b,
+    },
+    Case {
+        name: "tampered_update_bundles_are_refused",
+        run: update::tampered_update_bundles_are_refused,
+    },
+    Case {
+        name: "pxe_boot_reaches_hostd_ready",
+        run: update::pxe_boot_reaches_hostd_ready,
     },
 ];
 
