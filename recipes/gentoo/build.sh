@@ -16,10 +16,12 @@
 #      `emerge --root=/rootfs --root-deps=rdeps --with-bdeps=n --usepkgonly
 #      @horcrux-world-set` (the rootfs gets binary packages and run-time
 #      dependencies only: no compiler, no Portage);
-#   3. in the rootfs: dracut initramfs, /boot/vmlinuz and /boot/initrd.img,
-#      OVMF at Debian's paths, the units Gentoo packages do not enable by
-#      themselves, no per-machine identity; then tar with numeric owners and
-#      xattrs.
+#   3. in the rootfs: dracut initramfs (systemd, dm-verity root from
+#      systemd's command line convention, the PXE root image module, the
+#      machine-id module; checked with lsinitrd), /boot/vmlinuz and
+#      /boot/initrd.img, OVMF at Debian's paths, the units Gentoo packages do
+#      not enable by themselves, no per-machine identity; then tar with
+#      numeric owners and xattrs.
 #
 # Needs root, curl, git, tar, xz, sha256sum and network access to Gentoo's
 # mirrors and GitHub. A cold build takes hours (kernel, QEMU, systemd, GCC
@@ -68,6 +70,9 @@ CONTRACT_PATHS=(
     usr/sbin/mkfs.ext4 usr/sbin/e2fsck usr/sbin/resize2fs
     usr/lib/udev/rules.d/60-persistent-storage.rules
     usr/lib/dracut/modules.d/90horcrux-machine-id/module-setup.sh
+    usr/lib/dracut/modules.d/91horcrux-pxe-root/module-setup.sh
+    usr/lib/systemd/systemd-veritysetup usr/lib/systemd/system-generators/systemd-veritysetup-generator
+    usr/sbin/veritysetup usr/sbin/losetup usr/sbin/dmsetup
 )
 
 # ---------------------------------------------------------------------------
@@ -137,9 +142,15 @@ EOF
     [[ -f $image ]] || die "no kernel image for $kver in $rootfs"
     [[ $image == "$rootfs/boot/vmlinuz-$kver" ]] || install -m 0644 "$image" "$rootfs/boot/vmlinuz-$kver"
 
-    log "rootfs: dracut module horcrux-machine-id, initramfs for $kver"
-    install -d "$rootfs/usr/lib/dracut/modules.d/90horcrux-machine-id" "$rootfs/etc/dracut.conf.d"
-    install -m 0755 "$here"/dracut/90horcrux-machine-id/*.sh "$rootfs/usr/lib/dracut/modules.d/90horcrux-machine-id/"
+    local moddir mod
+    for moddir in "$here"/dracut/*/; do
+        mod=$(basename "$moddir")
+        log "rootfs: dracut module $mod"
+        install -d "$rootfs/usr/lib/dracut/modules.d/$mod"
+        install -m 0755 "$moddir"*.sh "$rootfs/usr/lib/dracut/modules.d/$mod/"
+    done
+    log "rootfs: initramfs for $kver"
+    install -d "$rootfs/etc/dracut.conf.d"
     install -m 0644 "$here/dracut.conf.d/horcrux.conf" "$rootfs/etc/dracut.conf.d/horcrux.conf"
     with_mounts "$rootfs" chroot "$rootfs" dracut --force --kver "$kver" "/boot/initramfs-$kver.img"
     lsinitrd_check "$rootfs" "$kver"
@@ -229,14 +240,33 @@ check_kernel_config() {
     [[ $bad == 0 ]] || die "the kernel config does not match kernel/horcrux.config"
 }
 
-# The initramfs must carry the machine-id hook and systemd.
+# The initramfs must carry systemd, the machine-id hook and what opens the
+# erofs root on dm-verity: systemd-veritysetup and its generator (disk
+# slots), the PXE root module with losetup and veritysetup, the
+# device-mapper udev rules (/dev/mapper/root), and the loop, dm-verity and
+# erofs kernel modules unless they are built in. Its default command line
+# must make failures reboot.
 lsinitrd_check() {
-    local r=$1 kver=$2 listing
+    local r=$1 kver=$2 listing kmod want
     listing=$(chroot "$r" lsinitrd "/boot/initramfs-$kver.img")
-    grep -q 'pre-pivot/90-horcrux-machine-id.sh' <<<"$listing" ||
-        die "the initramfs lacks the horcrux-machine-id pre-pivot hook"
-    grep -q 'usr/lib/systemd/systemd$' <<<"$listing" ||
-        die "the initramfs lacks systemd"
+    for want in 'usr/lib/systemd/systemd$' \
+        'pre-pivot/90-horcrux-machine-id\.sh$' \
+        'usr/lib/systemd/systemd-veritysetup$' \
+        'system-generators/systemd-veritysetup-generator$' \
+        'cmdline/91-parse-horcrux-pxe-root\.sh$' \
+        'sbin/horcrux-pxe-root$' \
+        'bin/veritysetup$' 'bin/losetup$' \
+        'rules\.d/10-dm\.rules$' \
+        'etc/cmdline\.d/01-default\.conf$'; do
+        grep -Eq -- "$want" <<<"$listing" || die "the initramfs lacks ${want%\$} (lsinitrd)"
+    done
+    for kmod in loop dm-verity erofs; do
+        grep -Eq "/$kmod\.ko$" "$r/lib/modules/$kver/modules.builtin" 2>/dev/null && continue
+        grep -Eq "/$kmod\.ko(\.(xz|zst|gz))?$" <<<"$listing" ||
+            die "the initramfs lacks the $kmod kernel module"
+    done
+    chroot "$r" lsinitrd -f etc/cmdline.d/01-default.conf "/boot/initramfs-$kver.img" |
+        grep -q 'rd.emergency=reboot' || die "the initramfs's default command line lacks rd.emergency=reboot"
 }
 
 # OVMF at the paths hostd uses (Debian's): raw 4 MiB images without Secure
