@@ -55,11 +55,14 @@ DATA_MIB=256 # grown to the end of the disk on first boot
 TYPE_ESP=C12A7328-F81F-11D2-BA4B-00A0C93EC93B
 TYPE_ROOT=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709
 TYPE_LINUX=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+CONSOLE_CMDLINE="console=tty0 console=ttyS0,115200 net.ifnames=0 panic=10"
 # systemd.verity=no: the initramfs opened the root; systemd's own verity
-# generator would wait for it again in the booted system (for a PXE root,
-# 90 s for partitions that do not exist). rd.systemd.verity=yes keeps it
-# on in a systemd initramfs (dracut), which opens the root with it.
-BASE_CMDLINE="console=tty0 console=ttyS0,115200 net.ifnames=0 panic=10 systemd.verity=no rd.systemd.verity=yes"
+# generator would set it up again in the booted system. A systemd
+# initramfs (dracut) opens a slot with that generator
+# (rd.systemd.verity=yes); for PXE it must stay off there too, or it waits
+# 90 s for partitions derived from the root hash that do not exist.
+SLOT_CMDLINE="$CONSOLE_CMDLINE systemd.verity=no rd.systemd.verity=yes"
+PXE_CMDLINE="$CONSOLE_CMDLINE systemd.verity=no"
 
 log() { echo "image: $*" >&2; }
 die() { echo "image: error: $*" >&2; exit 1; }
@@ -287,7 +290,7 @@ format = 1
 image_id = "$image_id"
 version = "$version"
 built = "$built"
-cmdline = "$BASE_CMDLINE"
+cmdline = "$SLOT_CMDLINE"
 
 [root]
 file = "root.img"
@@ -325,7 +328,7 @@ if [[ $bundle_only != 1 ]]; then
     uuid_b=$(uuid root-b)
     verity="roothash=$root_hash systemd.verity_root_data=PARTUUID=$uuid_a"
     verity+=" systemd.verity_root_hash=PARTUUID=$uuid_a systemd.verity_root_options=hash-offset=$data_bytes"
-    cmdline="root=/dev/mapper/root rootfstype=erofs ro $verity horcrux.slot=a horcrux.image=$image_id $BASE_CMDLINE"
+    cmdline="root=/dev/mapper/root rootfstype=erofs ro $verity horcrux.slot=a horcrux.image=$image_id $SLOT_CMDLINE"
 
     step "ESP: systemd-boot, the slot A entry"
     mkfs.vfat -C -F 32 -n HORCRUX-ESP "$work/esp.img" $((ESP_MIB * 1024)) >/dev/null
@@ -374,7 +377,7 @@ EOF
 # tmpfs (horcrux.data=tmpfs); node.toml comes from the system credential
 # horcrux.node.toml (SMBIOS type 11; see the operator guide). Relative
 # names are fetched from where this script came from (HTTP or TFTP).
-kernel vmlinuz initrd=initrd.img initrd=root.img root=/dev/mapper/root rootfstype=erofs ro roothash=$root_hash horcrux.root_image=/horcrux-root.img systemd.verity_root_options=hash-offset=$data_bytes horcrux.slot=pxe horcrux.data=tmpfs horcrux.image=$image_id $BASE_CMDLINE
+kernel vmlinuz initrd=initrd.img initrd=root.img root=/dev/mapper/root rootfstype=erofs ro roothash=$root_hash horcrux.root_image=/horcrux-root.img systemd.verity_root_options=hash-offset=$data_bytes horcrux.slot=pxe horcrux.data=tmpfs horcrux.image=$image_id $PXE_CMDLINE
 initrd initrd.img
 initrd root.img /horcrux-root.img
 boot

@@ -14,4 +14,5 @@ pub mod paths;
 pub mod plan;
 pub mod readiness;
 pub mod status;
+pub mod update;
 pub mod watch;

@@ -8,10 +8,11 @@ use clap::{Parser, Subcommand};
 use horcrux_config::model::FileKind;
 use horcrux_hostd::backend::Layout;
 use horcrux_hostd::cli::{
-    Outcome, check, console, deploy, generations, management, plan, purge, render, schema,
+    Outcome, check, console, deploy, generations, management, plan, purge, render, schema, update,
     vm_shutdown,
 };
 use horcrux_hostd::paths::Dirs;
+use horcrux_hostd::update::Paths as UpdatePaths;
 
 #[derive(Parser)]
 #[command(
@@ -157,6 +158,54 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Install a signed update bundle into the inactive A/B root slot,
+    /// with a boot entry that systemd-boot tries next and falls back from.
+    ///
+    /// Nothing is written unless the bundle's minisign signature verifies
+    /// with a key of the image's update-keys directory and every payload
+    /// matches the manifest. Exit 0 when written or already running, 1
+    /// when refused.
+    Update {
+        /// The bundle: a file, or an http:// URL (the signature, not the
+        /// transport, is what is trusted).
+        source: String,
+        /// Boot tries of the new slot before falling back (1 to 9).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        tries: u8,
+        /// Install a bundle built before the running image.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Leave out the "reboot to boot slot X" line.
+        #[arg(long)]
+        no_reboot_hint: bool,
+        #[command(flatten)]
+        paths: UpdatePaths,
+    },
+    /// Show the running slot and image, the slots' boot entries with
+    /// their boot-counting state, and which one boots next.
+    UpdateStatus {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        paths: UpdatePaths,
+    },
+    /// On a trial boot of a new slot, wait for hostd to be ready and mark
+    /// the boot entry good; reboot when it does not come up (systemd-boot
+    /// then tries again, then falls back). Run by a unit before
+    /// boot-complete.target.
+    BootHealth {
+        /// How long hostd may take to become ready, e.g. "10m".
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// This many restarts of hostd is a crash loop.
+        #[arg(long, default_value_t = 5)]
+        max_restarts: u32,
+        /// Exit 1 instead of rebooting when the boot is not healthy.
+        #[arg(long)]
+        no_reboot: bool,
+        #[command(flatten)]
+        paths: UpdatePaths,
+    },
 }
 
 #[derive(Subcommand)]
@@ -253,6 +302,33 @@ fn main() -> ExitCode {
         ),
         Command::Reference => Outcome::ok(horcrux_config::reference::markdown()),
         Command::VmShutdown { qmp, timeout } => vm_shutdown::run(&qmp, timeout),
+        Command::Update {
+            source,
+            tries,
+            allow_downgrade,
+            no_reboot_hint,
+            paths,
+        } => update::run(&update::Request {
+            source: &source,
+            options: horcrux_hostd::update::install::Options {
+                tries,
+                allow_downgrade,
+            },
+            no_reboot_hint,
+            paths: &paths,
+        }),
+        Command::UpdateStatus { json, paths } => update::status(&paths, json),
+        Command::BootHealth {
+            timeout,
+            max_restarts,
+            no_reboot,
+            paths,
+        } => update::boot_health(&update::HealthRequest {
+            timeout,
+            max_restarts,
+            no_reboot,
+            paths: &paths,
+        }),
     };
     // A closed pipe (`horcrux check | head`) is not worth a panic.
     let _ = std::io::stdout().write_all(stdout.as_bytes());

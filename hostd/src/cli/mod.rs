@@ -13,6 +13,7 @@ pub mod render;
 pub mod report;
 pub mod schema;
 pub mod sign;
+pub mod update;
 pub mod vm_shutdown;
 
 /// Exit codes shared by the subcommands.

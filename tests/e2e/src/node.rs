@@ -187,9 +187,14 @@ impl Node {
             user_net.push_str(&format!(",bootfile={bootfile}"));
         } else {
             cmd.arg("-drive")
-                .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
+                .arg(format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                ))
                 .arg("-drive")
-                .arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()))
+                .arg(format!(
+                    "if=pflash,format=raw,unit=1,file={}",
+                    vars.display()
+                ))
                 .arg("-drive")
                 .arg(format!("file={},if=virtio,format=qcow2", disk.display()));
         }
@@ -200,8 +205,14 @@ impl Node {
             ));
         }
         cmd.arg("-drive")
-            .arg(format!("file={},if=none,id=pool0,format=qcow2", pool.display()))
-            .args(["-device", &format!("virtio-blk-pci,drive=pool0,serial={POOL_DISK_SERIAL}")])
+            .arg(format!(
+                "file={},if=none,id=pool0,format=qcow2",
+                pool.display()
+            ))
+            .args([
+                "-device",
+                &format!("virtio-blk-pci,drive=pool0,serial={POOL_DISK_SERIAL}"),
+            ])
             .arg("-netdev")
             .arg(user_net)
             .args(["-device", "virtio-net-pci,netdev=n0"])
@@ -213,7 +224,10 @@ impl Node {
                 "socket,id=c0,mcast={},localaddr=127.0.0.1",
                 cluster_segment()
             ))
-            .args(["-device", &format!("virtio-net-pci,netdev=c0,mac={cluster_mac}")])
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=c0,mac={cluster_mac}"),
+            ])
             .arg("-chardev")
             .arg(format!(
                 "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",

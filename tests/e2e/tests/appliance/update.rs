@@ -108,7 +108,10 @@ pub fn root_is_erofs_behind_dm_verity(ctx: &mut Ctx) -> Result<()> {
         status.contains(hash),
         "the verity device does not use the boot entry's root hash {hash}:\n{status}"
     );
-    ensure!(running_slot(node)? == "a", "first boot is not slot A: {cmdline}");
+    ensure!(
+        running_slot(node)? == "a",
+        "first boot is not slot A: {cmdline}"
+    );
     Ok(())
 }
 
@@ -146,13 +149,20 @@ pub fn broken_update_rolls_back_to_slot_a(ctx: &mut Ctx) -> Result<()> {
     node.power_on()?;
     node.wait_ssh(BOOT_TIMEOUT)?;
     node.wait_hostd_ready(BOOT_TIMEOUT)?;
-    metrics.record("rollback_broken_boot_to_hostd_ready_on_a", tried.elapsed().as_secs_f64());
+    metrics.record(
+        "rollback_broken_boot_to_hostd_ready_on_a",
+        tried.elapsed().as_secs_f64(),
+    );
 
     ensure!(running_slot(node)? == "a", "did not fall back to slot A");
     let running = node.sh("sed -n 's/^IMAGE_ID=//p' /usr/lib/horcrux/image-release")?;
-    ensure!(running == good_id, "runs {running}, not the old image {good_id}");
+    ensure!(
+        running == good_id,
+        "runs {running}, not the old image {good_id}"
+    );
     // The broken boot really ran slot B and gave up on hostd.
-    let previous = node.sh("journalctl -b -1 -o cat -u horcrux-boot-health --no-pager; cat /proc/cmdline")?;
+    let previous =
+        node.sh("journalctl -b -1 -o cat -u horcrux-boot-health --no-pager; cat /proc/cmdline")?;
     ensure!(
         previous.contains("horcrux-hostd") || previous.contains("restart"),
         "the previous boot's boot-health log does not say why it rebooted:\n{previous}"
@@ -168,7 +178,10 @@ pub fn broken_update_rolls_back_to_slot_a(ctx: &mut Ctx) -> Result<()> {
         "slot B's entry is not marked bad: {entries}"
     );
     let status = node.sh("horcrux update-status")?;
-    ensure!(status.contains("bad"), "update-status does not show B as bad:\n{status}");
+    ensure!(
+        status.contains("bad"),
+        "update-status does not show B as bad:\n{status}"
+    );
     Ok(())
 }
 
@@ -176,7 +189,10 @@ pub fn signed_update_boots_slot_b(ctx: &mut Ctx) -> Result<()> {
     let next = next_bundle()?;
     let next_id = next.manifest_value("image_id")?;
     let (node, metrics) = ctx.parts()?;
-    ensure!(running_slot(node)? == "a", "not on slot A before the update");
+    ensure!(
+        running_slot(node)? == "a",
+        "not on slot A before the update"
+    );
     let generation = node.generation()?;
 
     let started = Instant::now();
@@ -199,7 +215,12 @@ pub fn signed_update_boots_slot_b(ctx: &mut Ctx) -> Result<()> {
     ensure!(running == next_id, "slot B runs {running}, not {next_id}");
     // boot-health blesses the entry once hostd is READY.
     let started = Instant::now();
-    while node.ssh("test -f /efi/loader/entries/horcrux-b.conf")?.status.code() != Some(0) {
+    while node
+        .ssh("test -f /efi/loader/entries/horcrux-b.conf")?
+        .status
+        .code()
+        != Some(0)
+    {
         if started.elapsed() > Duration::from_secs(180) {
             bail!(
                 "slot B was never blessed:\n{}",
@@ -216,7 +237,10 @@ pub fn signed_update_boots_slot_b(ctx: &mut Ctx) -> Result<()> {
     ensure!(failed.is_empty(), "failed units on slot B:\n{failed}");
     // Applying the bundle that runs is a no-op.
     let same = node.sh(&format!("horcrux update {} 2>&1", next.url()))?;
-    ensure!(same.contains("already running"), "re-applying the running bundle:\n{same}");
+    ensure!(
+        same.contains("already running"),
+        "re-applying the running bundle:\n{same}"
+    );
     Ok(())
 }
 
@@ -226,8 +250,18 @@ pub fn tampered_update_bundles_are_refused(ctx: &mut Ctx) -> Result<()> {
     let _ = fs::remove_dir_all(&dir);
     let unpacked = dir.join("unpacked");
     fs::create_dir_all(&unpacked)?;
-    run(Command::new("tar").arg("-C").arg(&unpacked).arg("-xf").arg(&next.bundle))?;
-    let members = ["manifest.toml", "manifest.toml.minisig", "vmlinuz", "initrd.img", "root.img"];
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("-xf")
+        .arg(&next.bundle))?;
+    let members = [
+        "manifest.toml",
+        "manifest.toml.minisig",
+        "vmlinuz",
+        "initrd.img",
+        "root.img",
+    ];
     let pack = |name: &str, tweak: &dyn Fn(&Path) -> Result<()>| -> Result<()> {
         let work = dir.join(format!("{name}.d"));
         fs::create_dir_all(&work)?;
@@ -287,7 +321,10 @@ pub fn tampered_update_bundles_are_refused(ctx: &mut Ctx) -> Result<()> {
         ("edited-manifest.bundle", "signature"),
         ("untrusted-key.bundle", "signature"),
     ] {
-        let out = node.ssh(&format!("horcrux update {} 2>&1", server.url_in_guest(name)))?;
+        let out = node.ssh(&format!(
+            "horcrux update {} 2>&1",
+            server.url_in_guest(name)
+        ))?;
         let text = String::from_utf8_lossy(&out.stdout);
         ensure!(
             out.status.code() == Some(1),
@@ -313,7 +350,11 @@ pub fn pxe_boot_reaches_hostd_ready(ctx: &mut Ctx) -> Result<()> {
         .parent()
         .context("image without a directory")?
         .join("pxe");
-    ensure!(pxe_dir.join("boot.ipxe").is_file(), "no PXE artifacts in {}", pxe_dir.display());
+    ensure!(
+        pxe_dir.join("boot.ipxe").is_file(),
+        "no PXE artifacts in {}",
+        pxe_dir.display()
+    );
     let server = FileServer::start(&pxe_dir)?;
     let node_toml = "# from the SMBIOS credential horcrux.node.toml\nname = \"pxe1\"\n\n[status]\nlisten = \"0.0.0.0:8006\"\n";
     let opts = Options {
@@ -328,16 +369,27 @@ pub fn pxe_boot_reaches_hostd_ready(ctx: &mut Ctx) -> Result<()> {
         let ssh = node.wait_ssh(Duration::from_secs(900))?;
         let ready = node.wait_hostd_ready(BOOT_TIMEOUT)?;
         ctx.metrics.record("pxe_power_on_to_ssh", ssh.as_secs_f64());
-        ctx.metrics.record("pxe_power_on_to_hostd_ready", ready.as_secs_f64());
-        let root = node.sh("findmnt -n -o SOURCE,FSTYPE /; veritysetup status root | grep -E 'status|data device'")?;
+        ctx.metrics
+            .record("pxe_power_on_to_hostd_ready", ready.as_secs_f64());
+        let root = node.sh(
+            "findmnt -n -o SOURCE,FSTYPE /; veritysetup status root | grep -E 'status|data device'",
+        )?;
         ensure!(
-            root.contains("/dev/mapper/root erofs") && root.contains("verified") && root.contains("loop"),
+            root.contains("/dev/mapper/root erofs")
+                && root.contains("verified")
+                && root.contains("loop"),
             "the PXE root is not the verified image on a loop device:\n{root}"
         );
         let var = node.sh("findmnt -n -o FSTYPE /var")?;
-        ensure!(var == "tmpfs", "/var on a diskless node is {var}, not tmpfs");
+        ensure!(
+            var == "tmpfs",
+            "/var on a diskless node is {var}, not tmpfs"
+        );
         let pushed = node.sh("cat /etc/horcrux/node.toml")?;
-        ensure!(pushed == node_toml.trim_end(), "node.toml is not the credential's:\n{pushed}");
+        ensure!(
+            pushed == node_toml.trim_end(),
+            "node.toml is not the credential's:\n{pushed}"
+        );
         let status = node.status()?;
         ensure!(
             status["node"].as_str() == Some("pxe1"),
