@@ -452,6 +452,30 @@ fn a_tampered_root_image_changes_nothing() {
 }
 
 #[test]
+fn an_update_from_a_slot_still_on_trial_is_refused() {
+    let node = Node::new();
+    // Slot A runs but has not been blessed: B's entry is the fallback.
+    std::fs::rename(
+        node.path("efi/loader/entries/horcrux-a.conf"),
+        node.path("efi/loader/entries/horcrux-a+2-1.conf"),
+    )
+    .unwrap();
+    node.write(
+        "efi/loader/entries/horcrux-b.conf",
+        "title old B\nversion 1\n",
+    );
+    let spec = Spec::new("horcrux-new", "2026-11-26T12:45:01Z");
+    let bundles = tempfile::tempdir().unwrap();
+    let bundle = signed_bundle(bundles.path(), &spec, &node.key);
+    refused(
+        &node,
+        &bundle,
+        &[],
+        "the running slot A is still on trial (horcrux-a+2-1.conf)",
+    );
+}
+
+#[test]
 fn a_manifest_edited_after_signing_is_refused() {
     let node = Node::new();
     let spec = Spec::new("horcrux-new", "2026-11-26T12:45:01Z");

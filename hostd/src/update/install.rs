@@ -77,6 +77,16 @@ pub enum UpdateError {
     #[error(transparent)]
     Path(#[from] PathError),
     #[error(
+        "the running slot {running} is still on trial ({entry}): until horcrux-boot-health \
+         blesses it (hostd READY), slot {target} is the fallback, and installing would remove \
+         its entry; wait, or reboot into slot {target} first"
+    )]
+    RunningOnTrial {
+        running: Slot,
+        target: Slot,
+        entry: String,
+    },
+    #[error(
         "refusing a downgrade: the bundle was built {built}, before the running image {running} \
          (built {running_built}); pass --allow-downgrade to install it anyway"
     )]
@@ -188,6 +198,19 @@ pub fn install(
     ));
 
     let entries_dir = paths.entries_dir();
+    // Writing the target removes its entry; while the running slot is not
+    // blessed yet, that entry is the only known-good one.
+    let existing = entry::read_entries(&entries_dir).map_err(fail("read", &entries_dir))?;
+    if let Some(trial) = existing
+        .iter()
+        .find(|e| e.slot == slot.other() && matches!(e.state, entry::BootState::Trial { .. }))
+    {
+        return Err(UpdateError::RunningOnTrial {
+            running: slot.other(),
+            target: slot,
+            entry: trial.file.clone(),
+        });
+    }
     // Counted before removing the slot's entries: a version number is
     // never given twice.
     let seq = entry::next_seq_in(&entries_dir).map_err(fail("read", &entries_dir))?;
