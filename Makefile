@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: all build demo check-examples test lint fmt-check unit fuzz docs bench image e2e
+.PHONY: all build demo check-examples test lint lint-shell fmt-check unit fuzz docs bench image e2e
 
 all: build
 
@@ -37,13 +37,21 @@ check-examples: build
 	@./target/release/horcrux check tests/fixtures/broken-tree; test $$? -eq 1
 
 ## The README's second command: everything CI runs.
-test: fmt-check lint unit fuzz e2e
+test: fmt-check lint lint-shell unit fuzz e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Shell: shellcheck over every script that ships or builds the image, and
+## the Gentoo recipe's static checks (it cannot be built here).
+SHELL_SCRIPTS := image/build.sh scripts/*.sh units/libexec/* units/generators/* \
+	units/git-hooks/* recipes/debian/*.sh recipes/debian/initramfs/* .ci/run
+lint-shell:
+	shellcheck $(SHELL_SCRIPTS)
+	bash recipes/gentoo/check.sh
 
 unit:
 	$(CARGO) test --workspace

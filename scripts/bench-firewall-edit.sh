@@ -15,7 +15,7 @@ cargo build --release -q -p horcrux-hostd
 work=$(mktemp -d)
 ns=hxbench$$
 cleanup() {
-    [[ -n ${pid:-} ]] && kill "$pid" 2>/dev/null || true
+    if [[ -n ${pid:-} ]]; then kill "$pid" 2>/dev/null || true; fi
     ip netns delete "$ns" 2>/dev/null || true
     rm -rf "$work"
 }
