@@ -50,6 +50,7 @@ lint:
 SHELL_SCRIPTS := image/build.sh scripts/*.sh units/libexec/* units/generators/* \
 	units/git-hooks/* recipes/debian/*.sh recipes/debian/initramfs/* .ci/run
 lint-shell:
+	scripts/host-deps.sh
 	shellcheck $(SHELL_SCRIPTS)
 	bash recipes/gentoo/check.sh
 

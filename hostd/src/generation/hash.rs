@@ -2,6 +2,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::backend::hex;
+
 /// SHA-256 over the tree's files, hex-encoded.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TreeHash(pub String);
@@ -26,10 +28,6 @@ pub fn tree_hash<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Tr
 /// versions in the cluster, the content a deletion signature covers.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -200,12 +200,7 @@ pub fn copy_hashed(
         total += n as u64;
         progress(total);
     }
-    let hex = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((total, hex))
+    Ok((total, crate::backend::hex(&hasher.finalize())))
 }
 
 /// A member's name: a single plain path component (a leading `./`, as

@@ -36,8 +36,17 @@ impl Served {
         self.server.url_in_guest("update.bundle")
     }
 
-    fn manifest_value(&self, key: &str) -> Result<String> {
-        manifest_value(&self.bundle.with_file_name("manifest.toml"), key)
+    /// The bundle's image id, from the manifest beside it.
+    fn image_id(&self) -> Result<String> {
+        let path = self.bundle.with_file_name("manifest.toml");
+        let text = fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let manifest: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        manifest
+            .get("image_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .with_context(|| format!("no image_id in {}", path.display()))
     }
 }
 
@@ -62,14 +71,9 @@ fn next_bundle() -> Result<&'static Served> {
     Ok(NEXT.get_or_init(|| served))
 }
 
-/// `key = "value"` or `key = value` from a flat TOML manifest.
-fn manifest_value(path: &Path, key: &str) -> Result<String> {
-    let text = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    text.lines()
-        .filter_map(|l| l.split_once(" = "))
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
-        .with_context(|| format!("{key} not in {}", path.display()))
+/// The image the node runs, from its image-release.
+fn running_image(node: &Node) -> Result<String> {
+    node.sh("sed -n 's/^IMAGE_ID=//p' /usr/lib/horcrux/image-release")
 }
 
 /// The running slot, from the kernel command line.
@@ -129,11 +133,11 @@ pub fn broken_update_rolls_back_to_slot_a(ctx: &mut Ctx) -> Result<()> {
     )?;
     fs::set_permissions(bin.join("hostd"), fs::Permissions::from_mode(0o755))?;
     let broken = serve_bundle("broken", Some(&bin))?;
-    let broken_id = broken.manifest_value("image_id")?;
+    let broken_id = broken.image_id()?;
 
     let (node, metrics) = ctx.parts()?;
     ensure!(running_slot(node)? == "a", "not on slot A before the test");
-    let good_id = node.sh("sed -n 's/^IMAGE_ID=//p' /usr/lib/horcrux/image-release")?;
+    let good_id = running_image(node)?;
     let out = node.sh(&format!("horcrux update --tries 1 {} 2>&1", broken.url()))?;
     eprintln!("e2e: horcrux update (broken build):\n{out}");
     node.sh("test -f /efi/loader/entries/horcrux-b+1.conf")?;
@@ -155,7 +159,7 @@ pub fn broken_update_rolls_back_to_slot_a(ctx: &mut Ctx) -> Result<()> {
     );
 
     ensure!(running_slot(node)? == "a", "did not fall back to slot A");
-    let running = node.sh("sed -n 's/^IMAGE_ID=//p' /usr/lib/horcrux/image-release")?;
+    let running = running_image(node)?;
     ensure!(
         running == good_id,
         "runs {running}, not the old image {good_id}"
@@ -187,7 +191,7 @@ pub fn broken_update_rolls_back_to_slot_a(ctx: &mut Ctx) -> Result<()> {
 
 pub fn signed_update_boots_slot_b(ctx: &mut Ctx) -> Result<()> {
     let next = next_bundle()?;
-    let next_id = next.manifest_value("image_id")?;
+    let next_id = next.image_id()?;
     let (node, metrics) = ctx.parts()?;
     ensure!(
         running_slot(node)? == "a",
@@ -209,7 +213,7 @@ pub fn signed_update_boots_slot_b(ctx: &mut Ctx) -> Result<()> {
     node.wait_hostd_ready(BOOT_TIMEOUT)?;
     metrics.record("update_reboot_to_ssh_on_b", rebooted.as_secs_f64());
     ensure!(running_slot(node)? == "b", "did not boot slot B");
-    let running = node.sh("sed -n 's/^IMAGE_ID=//p' /usr/lib/horcrux/image-release")?;
+    let running = running_image(node)?;
     ensure!(running == next_id, "slot B runs {running}, not {next_id}");
     // boot-health blesses the entry once hostd is READY.
     let started = Instant::now();
